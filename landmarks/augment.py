@@ -1,0 +1,152 @@
+"""Training augmentation as batched tensor steps ``(image, points) -> (image, points)``.
+
+image: float [B, C, H, W]; points: [B, K, 2] in pixels of that image (pixel i
+covers [i, i + 1)). Each step draws its randomness from the ``generator`` it
+is given, so a seeded run sees the same augmentations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import FLIP_PERMUTATION
+
+
+def hflip(image: torch.Tensor, points: torch.Tensor):
+    """Mirror every sample, swapping left and right points."""
+    if points.shape[-2] != len(FLIP_PERMUTATION):
+        raise ValueError(f"flip needs {len(FLIP_PERMUTATION)} points, got {points.shape[-2]}")
+    width = image.shape[-1]
+    flipped = points[..., list(FLIP_PERMUTATION), :].clone()
+    flipped[..., 0] = width - flipped[..., 0]
+    return image.flip(-1), flipped
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def __call__(self, image, points, generator=None):
+        chosen = torch.rand(image.shape[0], generator=generator) < self.p
+        if chosen.any():
+            image, points = image.clone(), points.clone()
+            image[chosen], points[chosen] = hflip(image[chosen], points[chosen])
+        return image, points
+
+
+def affine_warp(image: torch.Tensor, points: torch.Tensor, matrix: torch.Tensor, out_size: int):
+    """Resample ``image`` so output pixel p shows input point ``matrix @ [p, 1]``.
+
+    matrix: [B, 2, 3] mapping output pixel coordinates to input ones.
+    """
+    b, _, h, w = image.shape
+    ys, xs = torch.meshgrid(torch.arange(out_size, dtype=image.dtype) + 0.5,
+                            torch.arange(out_size, dtype=image.dtype) + 0.5, indexing="ij")
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, -1, 3)
+    source = grid @ matrix.to(image.dtype).transpose(1, 2)  # [B, P, 2]
+    normalised = source / torch.tensor([w, h], dtype=image.dtype) * 2 - 1
+    warped = F.grid_sample(image, normalised.reshape(b, out_size, out_size, 2),
+                           mode="bilinear", padding_mode="zeros", align_corners=False)
+    square = torch.cat([matrix, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(b, 1, 3)], 1)
+    inverse = torch.linalg.inv(square.double())[:, :2].to(points.dtype)
+    moved = points @ inverse[:, :, :2].transpose(1, 2) + inverse[:, None, :, 2]
+    return warped, moved
+
+
+class RandomAffine:
+    """Rotate, scale and shift about the centre, cropping the centre ``out_size`` square.
+
+    rotation in degrees (+-), shift as a share of ``out_size`` (+-), scale as
+    (low, high) zoom factors. With all three at rest it is a centre crop.
+    """
+
+    def __init__(self, out_size: int, rotation: float = 0.0, shift: float = 0.0,
+                 scale: tuple[float, float] = (1.0, 1.0)):
+        self.out_size, self.rotation, self.shift, self.scale = out_size, rotation, shift, scale
+
+    def matrices(self, batch: int, in_size: tuple[int, int], generator=None) -> torch.Tensor:
+        def uniform(low, high):
+            return low + (high - low) * torch.rand(batch, generator=generator, dtype=torch.float64)
+
+        angle = uniform(-self.rotation, self.rotation) * math.pi / 180
+        zoom = uniform(*self.scale)
+        shift = uniform(-self.shift, self.shift), uniform(-self.shift, self.shift)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        half = self.out_size / 2
+        centre_x = in_size[0] / 2 - shift[0] * self.out_size
+        centre_y = in_size[1] / 2 - shift[1] * self.out_size
+        # input = centre + R(angle) / zoom * (output - half)
+        row0 = torch.stack([cos, -sin, centre_x - cos * half + sin * half], -1)
+        row1 = torch.stack([sin, cos, centre_y - sin * half - cos * half], -1)
+        return torch.stack([row0, row1], 1).float()
+
+    def __call__(self, image, points, generator=None):
+        matrix = self.matrices(image.shape[0], (image.shape[-1], image.shape[-2]), generator)
+        return affine_warp(image, points, matrix, self.out_size)
+
+
+class ColorJitter:
+    """Scale brightness and contrast by random factors in [1 - amount, 1 + amount].
+
+    Works on images in [0, 255]; points are unchanged.
+    """
+
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0):
+        self.brightness, self.contrast = brightness, contrast
+
+    def __call__(self, image, points, generator=None):
+        b = image.shape[0]
+        shape = (b,) + (1,) * (image.dim() - 1)
+        if self.contrast:
+            factor = 1 + self.contrast * (2 * torch.rand(b, generator=generator) - 1)
+            mean = image.mean(dim=tuple(range(1, image.dim())), keepdim=True)
+            image = (image - mean) * factor.view(shape) + mean
+        if self.brightness:
+            factor = 1 + self.brightness * (2 * torch.rand(b, generator=generator) - 1)
+            image = image * factor.view(shape)
+        return image.clamp(0, 255), points
+
+
+class Compose:
+    def __init__(self, steps):
+        self.steps = list(steps)
+
+    def __call__(self, image, points, generator=None):
+        for step in self.steps:
+            image, points = step(image, points, generator)
+        return image, points
+
+
+@dataclass
+class AugmentSettings:
+    """What training augmentation does; all off means plain crops."""
+
+    flip: float = 0.0  # probability
+    rotation: float = 0.0  # degrees, +-
+    shift: float = 0.0  # share of the crop, +-
+    scale: float = 0.0  # zoom in [1 - scale, 1 + scale]
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.rotation or self.shift or self.scale)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.flip or self.geometric or self.brightness or self.contrast)
+
+
+def build_augmentation(settings: AugmentSettings, out_size: int) -> Compose:
+    """The training pipeline for crops cut with a margin around the ``out_size`` crop."""
+    steps = [RandomAffine(out_size, settings.rotation, settings.shift,
+                          (1 - settings.scale, 1 + settings.scale))]
+    if settings.flip:
+        steps.append(RandomHorizontalFlip(settings.flip))
+    if settings.brightness or settings.contrast:
+        steps.append(ColorJitter(settings.brightness, settings.contrast))
+    return Compose(steps)

@@ -1,0 +1,33 @@
+"""What every command does with errors: one clear line, an exit status, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .errors import LandmarksError
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+
+
+def run_cli(job, debug: bool = False) -> int:
+    """Run ``job()``; turn known errors into ``error: ...`` on stderr and their exit status."""
+    setup_logging()
+    try:
+        return int(job() or 0)
+    except LandmarksError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        if debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1

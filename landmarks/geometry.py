@@ -1,0 +1,91 @@
+"""Pure geometry on boxes and points.
+
+Conventions: boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates,
+where pixel ``i`` covers ``[i, i + 1)``; points are ``[..., 2]`` arrays of
+``(x, y)`` in the same coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# New index i takes old index FLIP_PERMUTATION[i] (course-data README).
+FLIP_PERMUTATION = (5, 4, 3, 2, 1, 0, 9, 8, 7, 6, 12, 11, 10, 13, 14, 15, 17, 16, 18, 20, 19)
+# 0-based indices of the outer eye corners (points 7 and 10), the NME_io normaliser.
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 6, 9
+
+
+def expand_box(box, ratio: float = 0.25) -> np.ndarray:
+    """Grow ``box`` by ``ratio`` of its width and height on every side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = ratio * (x2 - x1), ratio * (y2 - y1)
+    return np.array([x1 - dx, y1 - dy, x2 + dx, y2 + dy])
+
+
+def clamp_box(box, width: int, height: int) -> np.ndarray:
+    """Clip ``box`` to the image ``[0, width] x [0, height]``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return np.array([min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+                     min(max(x2, 0.0), width), min(max(y2, 0.0), height)])
+
+
+def snap_box_outward(box) -> np.ndarray:
+    """Round a box outward to whole pixels, so a crop is a plain array slice."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    # The small tolerance keeps 10.0000001 from growing to 11.
+    return np.array([math.floor(x1 + 1e-6), math.floor(y1 + 1e-6),
+                     math.ceil(x2 - 1e-6), math.ceil(y2 - 1e-6)], dtype=np.float64)
+
+
+def crop_box(face_box, width: int, height: int, ratio: float = 0.25) -> np.ndarray:
+    """The training crop of a face: expanded by ``ratio``, clamped, whole pixels."""
+    return snap_box_outward(clamp_box(expand_box(face_box, ratio), width, height))
+
+
+def box_size(box) -> np.ndarray:
+    """``[..., 4]`` boxes -> ``[..., 2]`` (width, height)."""
+    box = np.asarray(box, dtype=np.float64)
+    return np.stack([box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]], axis=-1)
+
+
+def to_crop(points, region, size) -> np.ndarray:
+    """Map points in image pixels into a crop of ``region`` resized to ``size=(w, h)``.
+
+    points: [..., K, 2]; region: [..., 4]; returns [..., K, 2].
+    """
+    points = np.asarray(points, dtype=np.float64)
+    region = np.asarray(region, dtype=np.float64)
+    scale = np.asarray(size, dtype=np.float64) / box_size(region)
+    return (points - region[..., None, :2]) * scale[..., None, :]
+
+
+def from_crop(points, region, size) -> np.ndarray:
+    """Inverse of :func:`to_crop`: crop pixels of a ``size`` crop back to image pixels."""
+    points = np.asarray(points, dtype=np.float64)
+    region = np.asarray(region, dtype=np.float64)
+    scale = box_size(region) / np.asarray(size, dtype=np.float64)
+    return points * scale[..., None, :] + region[..., None, :2]
+
+
+def iou(box, boxes) -> np.ndarray:
+    """Intersection over union of one ``[4]`` box with ``[N, 4]`` boxes -> ``[N]``."""
+    box = np.asarray(box, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def flip_points(points, width: float) -> np.ndarray:
+    """Mirror ``[..., 21, 2]`` points in an image ``width`` wide, swapping left and right."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[-2] != len(FLIP_PERMUTATION):
+        raise ValueError(f"flip needs {len(FLIP_PERMUTATION)} points, got {points.shape[-2]}")
+    mirrored = points.copy()
+    mirrored[..., 0] = width - mirrored[..., 0]
+    return mirrored[..., list(FLIP_PERMUTATION), :]

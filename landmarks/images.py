@@ -1,0 +1,90 @@
+"""Loading images of any common kind and cutting crops out of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+from .geometry import snap_box_outward
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: image file is empty")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from None
+
+
+def load_image(path, channels: int = 3) -> np.ndarray:
+    """Decode an image to uint8 [H, W, channels]: 1 = grayscale, 3 = RGB.
+
+    Grayscale, palette, 4-channel and 16-bit images are converted; truncated
+    or non-image files raise DataError naming the file.
+    """
+    path = Path(path)
+    image_size(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                array = np.asarray(image, dtype=np.float64)
+                top = array.max() if array.max() > 255 else 255.0
+                image = Image.fromarray((array * (255.0 / max(top, 1.0))).astype(np.uint8))
+            image = image.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode image ({error})") from None
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def crop_resize(image: np.ndarray, region, width: int, height: int) -> np.ndarray:
+    """Cut ``region`` (x1, y1, x2, y2; may reach outside the image, filled with 0)
+    out of ``image`` [H, W, C] and resize it to ``width`` x ``height``.
+
+    Whole-pixel regions are a slice and one area resize; fractional regions get
+    an area resize to about the right scale, then a sub-pixel affine warp.
+    """
+    region = np.asarray(region, dtype=np.float64)
+    outer = snap_box_outward(region).astype(int)
+    h, w = image.shape[:2]
+    patch = np.zeros((outer[3] - outer[1], outer[2] - outer[0], image.shape[2]), np.uint8)
+    sx1, sy1 = max(outer[0], 0), max(outer[1], 0)
+    sx2, sy2 = min(outer[2], w), min(outer[3], h)
+    if sx2 > sx1 and sy2 > sy1:
+        patch[sy1 - outer[1]:sy2 - outer[1], sx1 - outer[0]:sx2 - outer[0]] = image[sy1:sy2, sx1:sx2]
+    if np.allclose(region, outer):
+        resized = cv2.resize(patch, (width, height), interpolation=cv2.INTER_AREA)
+        return resized.reshape(height, width, image.shape[2])
+    scale = np.array([width, height]) / (region[2:] - region[:2])
+    # Area-resize first so the warp below does not alias when shrinking.
+    pre = np.maximum(np.round(np.array(patch.shape[1::-1]) * np.minimum(scale, 1.0)), 1).astype(int)
+    patch = cv2.resize(patch, tuple(int(v) for v in pre), interpolation=cv2.INTER_AREA)
+    patch = patch.reshape(pre[1], pre[0], image.shape[2])
+    pre_scale = pre / (outer[2:] - outer[:2])
+    # Map patch pixels to output pixels: out = (x / pre_scale + outer - region) * scale.
+    factor = scale / pre_scale
+    offset = (outer[:2] - region[:2]) * scale
+    matrix = np.array([[factor[0], 0, offset[0]], [0, factor[1], offset[1]]])
+    # warpAffine works on pixel centres; shift by half a pixel either side.
+    matrix[:, 2] += 0.5 * factor - 0.5
+    warped = cv2.warpAffine(patch, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped.reshape(height, width, image.shape[2])
+
+
+def list_images(folder) -> list[Path]:
+    """Image files in ``folder`` (by suffix), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

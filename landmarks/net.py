@@ -1,0 +1,312 @@
+"""Landmark nets, chosen by name.
+
+Every net maps [B, C, size, size] images to [B, 42] landmark coordinates as
+shares of the crop (x / size, y / size), and, when built with ``classify``,
+also to [B, 2] face/non-face logits from a branch sharing the trunk.
+A net is a trunk (``features``) plus heads; :func:`register` adds one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from . import NUM_POINTS
+from .errors import UsageError
+
+NETS: dict[str, Callable[..., "LandmarkNet"]] = {}
+
+
+def register(name: str):
+    def decorate(factory):
+        NETS[name] = factory
+        return factory
+    return decorate
+
+
+class ConvBlock(nn.Sequential):
+    """Conv -> (BatchNorm) -> PReLU, kept under one name so freezing takes all three."""
+
+    def __init__(self, cin, cout, kernel, stride=1, padding=0, batch_norm=False, groups=1):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.PReLU(cout))
+        super().__init__(*layers)
+
+
+class LinearBlock(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(nn.Linear(cin, cout), nn.PReLU())
+
+
+class LandmarkNet(nn.Module):
+    """Base: ``features`` -> ``landmark_head`` (+ ``face_head`` when classifying)."""
+
+    def __init__(self, classify: bool):
+        super().__init__()
+        self.classify = classify
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def landmark_head(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def build_face_head(self, feature_dim: int) -> None:
+        if self.classify:
+            self.face_head = nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), nn.PReLU(),
+                                           nn.Linear(64, 2))
+
+    def forward(self, x):
+        shared = self.features(x)
+        points = self.landmark_head(shared)
+        if self.classify:
+            return points, self.face_head(shared)
+        return points
+
+
+def split_output(output) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(points [B, 42], face logits [B, 2] or None) from any net's output."""
+    if isinstance(output, (tuple, list)):
+        return output[0], output[1]
+    return output, None
+
+
+def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
+    with torch.no_grad():
+        return trunk(torch.zeros(1, channels, size, size)).shape[1:]
+
+
+class Stage1Net(LandmarkNet):
+    """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers."""
+
+    def __init__(self, channels=1, size=112, classify=False, batch_norm=False):
+        super().__init__(classify)
+        bn = batch_norm
+        self.conv1_1 = ConvBlock(channels, 8, 5, stride=2, batch_norm=bn)
+        self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
+        self.conv2_1 = ConvBlock(8, 16, 3, batch_norm=bn)
+        self.conv2_2 = ConvBlock(16, 16, 3, batch_norm=bn)
+        self.pool2 = nn.AvgPool2d(2, ceil_mode=True)
+        self.conv3_1 = ConvBlock(16, 24, 3, batch_norm=bn)
+        self.conv3_2 = ConvBlock(24, 24, 3, batch_norm=bn)
+        self.pool3 = nn.AvgPool2d(2, ceil_mode=True)
+        self.conv4_1 = ConvBlock(24, 40, 3, padding=1, batch_norm=bn)
+        self.conv4_2 = ConvBlock(40, 80, 3, padding=1, batch_norm=bn)
+        flat = _feature_shape(self.features, channels, size).numel()
+        self.ip1 = LinearBlock(flat, 128)
+        self.ip2 = LinearBlock(128, 128)
+        self.ip3 = nn.Linear(128, 2 * NUM_POINTS)
+        self.build_face_head(flat)
+        # PyTorch's default init shrinks activations through this un-normalized
+        # stack, so at first only the biases learn (a long mean-shape plateau).
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, a=0.25, nonlinearity="leaky_relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def features(self, x):
+        x = self.pool1(self.conv1_1(x))
+        x = self.pool2(self.conv2_2(self.conv2_1(x)))
+        x = self.pool3(self.conv3_2(self.conv3_1(x)))
+        return torch.flatten(self.conv4_2(self.conv4_1(x)), 1)
+
+    def landmark_head(self, features):
+        return self.ip3(self.ip2(self.ip1(features)))
+
+
+@register("stage1")
+def stage1(channels=1, size=112, classify=False):
+    return Stage1Net(channels, size, classify, batch_norm=False)
+
+
+@register("stage1_bn")
+def stage1_bn(channels=1, size=112, classify=False):
+    return Stage1Net(channels, size, classify, batch_norm=True)
+
+
+class ResNet18Net(LandmarkNet):
+    """torchvision's ResNet-18 body from scratch, for 1 or 3 channels at 112x112.
+
+    The 7x7 stride-2 stem and max-pool are replaced by a 3x3 stride-2 stem, so
+    the last stage sees 7x7 instead of 4x4 on a 112 crop.
+    """
+
+    def __init__(self, channels=1, size=112, classify=False):
+        super().__init__(classify)
+        from torchvision.models import resnet18
+
+        body = resnet18(weights=None)
+        self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, 2, 1, bias=False),
+                                  nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+        self.layer1, self.layer2, self.layer3, self.layer4 = body.layer1, body.layer2, body.layer3, body.layer4
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, 2 * NUM_POINTS)
+        self.build_face_head(512)
+
+    def features(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return torch.flatten(self.pool(x), 1)
+
+    def landmark_head(self, features):
+        return self.fc(features)
+
+
+@register("resnet18")
+def resnet18_net(channels=1, size=112, classify=False):
+    return ResNet18Net(channels, size, classify)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hidden = cin * expand
+        self.use_skip = stride == 1 and cin == cout
+        self.block = nn.Sequential(
+            ConvBlock(cin, hidden, 1, batch_norm=True),
+            ConvBlock(hidden, hidden, 3, stride, 1, batch_norm=True, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.use_skip else y
+
+
+class MobileNet(LandmarkNet):
+    """A compact MobileNetV2-style trunk with a multi-scale regression head
+    (pooled features of the last three stages, as in PFLD), aimed at accuracy
+    per millisecond on a CPU."""
+
+    def __init__(self, channels=1, size=112, classify=False, width=32):
+        super().__init__(classify)
+        w = width
+        self.stem = nn.Sequential(ConvBlock(channels, w, 3, 2, 1, batch_norm=True),
+                                  ConvBlock(w, w, 3, 1, 1, batch_norm=True, groups=w))
+        self.stage1 = nn.Sequential(InvertedResidual(w, w * 2, 2, 2), InvertedResidual(w * 2, w * 2, 1, 2))
+        self.stage2 = nn.Sequential(InvertedResidual(w * 2, w * 2, 2, 4), InvertedResidual(w * 2, w * 2, 1, 4),
+                                    InvertedResidual(w * 2, w * 2, 1, 4))
+        self.stage3 = nn.Sequential(InvertedResidual(w * 2, w * 4, 2, 4), InvertedResidual(w * 4, w * 4, 1, 4),
+                                    InvertedResidual(w * 4, w * 4, 1, 4))
+        self.stage4 = nn.Sequential(InvertedResidual(w * 4, w * 4, 2, 4), ConvBlock(w * 4, w * 8, 1, batch_norm=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        dim = w * 2 + w * 4 + w * 8
+        self.fc = nn.Linear(dim, 2 * NUM_POINTS)
+        self.build_face_head(dim)
+
+    def features(self, x):
+        s2 = self.stage2(self.stage1(self.stem(x)))
+        s3 = self.stage3(s2)
+        s4 = self.stage4(s3)
+        return torch.cat([torch.flatten(self.pool(t), 1) for t in (s2, s3, s4)], 1)
+
+    def landmark_head(self, features):
+        return self.fc(features)
+
+
+@register("mobilenet")
+def mobilenet(channels=1, size=112, classify=False):
+    return MobileNet(channels, size, classify)
+
+
+class HeatmapNet(LandmarkNet):
+    """One heatmap per point on a 28x28 grid, decoded by soft-argmax (integral
+    regression), so the output is still 42 coordinates and any point loss applies."""
+
+    def __init__(self, channels=1, size=112, classify=False, width=32):
+        super().__init__(classify)
+        w = width
+        self.stem = nn.Sequential(ConvBlock(channels, w, 3, 2, 1, batch_norm=True),
+                                  ConvBlock(w, w, 3, 1, 1, batch_norm=True, groups=w))
+        self.stage1 = nn.Sequential(InvertedResidual(w, w * 2, 2, 2), InvertedResidual(w * 2, w * 2, 1, 2))
+        self.stage2 = nn.Sequential(InvertedResidual(w * 2, w * 4, 2, 4), InvertedResidual(w * 4, w * 4, 1, 4),
+                                    InvertedResidual(w * 4, w * 4, 1, 4))
+        self.stage3 = nn.Sequential(InvertedResidual(w * 4, w * 4, 2, 4), InvertedResidual(w * 4, w * 4, 1, 4))
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                                ConvBlock(w * 4, w * 2, 3, 1, 1, batch_norm=True))
+        self.fuse = ConvBlock(w * 4 + w * 2, w * 2, 3, 1, 1, batch_norm=True)
+        self.heatmaps = nn.Conv2d(w * 2, NUM_POINTS, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.build_face_head(w * 4)
+
+    def features(self, x):
+        s2 = self.stage2(self.stage1(self.stem(x)))
+        s3 = self.stage3(s2)
+        return self.fuse(torch.cat([s2, self.up(s3)], 1)), s3
+
+    def landmark_head(self, features):
+        fused, _ = features
+        logits = self.heatmaps(fused)
+        b, k, h, w = logits.shape
+        prob = torch.softmax(logits.reshape(b, k, h * w), -1).reshape(b, k, h, w)
+        xs = (torch.arange(w, dtype=prob.dtype, device=prob.device) + 0.5) / w
+        ys = (torch.arange(h, dtype=prob.dtype, device=prob.device) + 0.5) / h
+        x = (prob.sum(2) * xs).sum(-1)
+        y = (prob.sum(3) * ys).sum(-1)
+        return torch.stack([x, y], -1).reshape(b, 2 * k)
+
+    def forward(self, x):
+        fused, deep = self.features(x)
+        points = self.landmark_head((fused, deep))
+        if self.classify:
+            return points, self.face_head(self.pool(deep))
+        return points
+
+
+@register("heatmap")
+def heatmap(channels=1, size=112, classify=False):
+    return HeatmapNet(channels, size, classify)
+
+
+def start_at_centre(layer: nn.Linear) -> None:
+    """Make a regression layer start by answering the crop centre with small weights.
+
+    Starting from 0 (the crop corner) costs an initial loss of thousands of px^2,
+    whose first large steps leave the net on the mean-shape plateau for many epochs.
+    """
+    with torch.no_grad():
+        layer.weight.mul_(0.1)
+        layer.bias.fill_(0.5)
+
+
+def build_net(name: str, channels: int = 1, size: int = 112, classify: bool = False) -> LandmarkNet:
+    if name not in NETS:
+        raise UsageError(f"unknown net {name!r}; choose one of {', '.join(sorted(NETS))}")
+    if channels not in (1, 3):
+        raise UsageError(f"channels must be 1 or 3, got {channels}")
+    net = NETS[name](channels=channels, size=size, classify=classify)
+    head = getattr(net, "ip3", None) or getattr(net, "fc", None)
+    if isinstance(head, nn.Linear):
+        start_at_centre(head)
+    return net
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Names --freeze accepts: each top-level layer with parameters, and their
+    prefixes before '_' (conv2 for conv2_1 and conv2_2)."""
+    names = {name for name, child in model.named_children() if any(True for _ in child.parameters())}
+    return sorted(names | {name.split("_")[0] for name in names if "_" in name})
+
+
+def freeze(model: nn.Module, names: list[str]) -> list[str]:
+    """Stop gradients for every layer named ``n`` or ``n_*``; returns the frozen layers."""
+    valid = layer_names(model)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UsageError(f"--freeze: unknown layer {', '.join(unknown)}; valid names: {', '.join(valid)}")
+    frozen = []
+    for child_name, child in model.named_children():
+        if any(child_name == n or child_name.startswith(n + "_") for n in names):
+            for parameter in child.parameters():
+                parameter.requires_grad_(False)
+            # Batch norm statistics must stay fixed too.
+            child.eval()
+            frozen.append(child_name)
+    return frozen
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from landmarks.geometry import (FLIP_PERMUTATION, clamp_box, crop_box, expand_box, flip_points,
+                                from_crop, iou, to_crop)
+
+
+def test_expand_box_grows_a_quarter_of_width_and_height_each_side():
+    np.testing.assert_allclose(expand_box([100, 200, 140, 280]), [90, 180, 150, 300])
+
+
+def test_clamp_box_stops_at_the_image_edges():
+    np.testing.assert_allclose(clamp_box([-5, -1, 130, 90], 120, 100), [0, 0, 120, 90])
+
+
+def test_crop_box_expands_clamps_and_rounds_outward():
+    # 40x40 box at the left edge: expands by 10, x1 clamps to 0.
+    np.testing.assert_allclose(crop_box([5, 30, 45, 70], 200, 75), [0, 20, 55, 75])
+    np.testing.assert_allclose(crop_box([10.2, 10.2, 20.6, 20.6], 100, 100), [7, 7, 24, 24])
+
+
+def test_landmarks_relative_to_crop_then_rescaled_to_112_and_back():
+    region = np.array([10.0, 20.0, 66.0, 132.0])  # 56 wide, 112 high: not square
+    points = np.array([[10.0, 20.0], [66.0, 132.0], [38.0, 76.0]])
+    in_crop = to_crop(points, region, (112, 112))
+    np.testing.assert_allclose(in_crop, [[0, 0], [112, 112], [56, 56]])
+    np.testing.assert_allclose(from_crop(in_crop, region, (112, 112)), points)
+
+
+def test_iou_of_known_overlaps():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(iou([0, 0, 10, 10], boxes), [1.0, 50 / 150, 0.0])
+
+
+def test_flip_permutation_is_an_involution_of_21_points():
+    assert sorted(FLIP_PERMUTATION) == list(range(21))
+    assert [FLIP_PERMUTATION[i] for i in FLIP_PERMUTATION] == list(range(21))
+
+
+def test_flip_points_mirrors_and_swaps():
+    points = np.arange(42, dtype=float).reshape(21, 2)
+    flipped = flip_points(points, 100)
+    np.testing.assert_allclose(flipped[6], [100 - points[9, 0], points[9, 1]])  # point 7 <- 10
+    np.testing.assert_allclose(flip_points(flipped, 100), points)
+    with pytest.raises(ValueError):
+        flip_points(points[:20], 100)
