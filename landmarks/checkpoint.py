@@ -65,9 +65,12 @@ def read_checkpoint(path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile,
             OSError, ValueError, AttributeError, ModuleNotFoundError, IndexError) as error:
-        kind = "truncated or damaged" if path.stat().st_size and zipfile.is_zipfile(path) else "not a checkpoint"
-        raise DataError(f"{path}: {kind} ({type(error).__name__}: {str(error)[:120]}); "
-                        f"expected a {FORMAT} file written by landmarks") from None
+        with open(path, "rb") as handle:
+            # torch.save writes a zip archive; one that starts like one but fails was cut short.
+            is_torch_file = handle.read(4) == b"PK\x03\x04"
+        kind = "truncated or damaged (was its run killed while writing?)" if is_torch_file else "not a checkpoint"
+        raise DataError(f"{path}: {kind}; expected a {FORMAT} file written by landmarks "
+                        f"({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} (expected a dict with format={FORMAT!r}, "
                         "model, config; was it written by landmarks?)")

@@ -10,6 +10,8 @@ from .errors import LandmarksError
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    # Set on the package logger too: basicConfig does nothing when a host (pytest) set up logging.
+    logging.getLogger("landmarks").setLevel(level)
 
 
 def run_cli(job, debug: bool = False) -> int:

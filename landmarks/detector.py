@@ -214,6 +214,8 @@ def phase_train(args, finetune: bool = False) -> int:
         if not (args.resume / "config.json").is_file():
             raise UsageError(f"{args.resume}: not a run folder (no config.json); pass the folder of an earlier run")
         config = load_config_file(args.resume / "config.json")
+        if args.epochs is not None:  # the one setting a resumed run may change: how long it goes on
+            config = dataclasses.replace(config, epochs=args.epochs)
         if not (args.resume / "last.pt").is_file():
             raise UsageError(f"{args.resume}: no last.pt to resume from")
         run_dir = args.resume
@@ -234,7 +236,7 @@ def phase_train(args, finetune: bool = False) -> int:
     train_set = make_dataset(train_list, config, args, train=True)
     check_list_stage(train_set.list, config.classify)
     val_set = None
-    if test_list.is_file():
+    if test_list.is_file() and test_list.read_text().strip():
         val_set = make_dataset(test_list, config, args, train=False)
         check_list_stage(val_set.list, config.classify)
     torch.manual_seed(config.seed)

@@ -173,7 +173,7 @@ def train_one_epoch(model, dataset: FaceLandmarksDataset, config: Config, optimi
             break
         out = forward_step(model, batch, config, device)
         if not torch.isfinite(out.loss):
-            raise TrainingDiverged(f"loss became {float(out.loss)} at epoch {epoch + 1}, step {step + 1}; "
+            raise TrainingDiverged(f"loss became {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
                                    "try a lower --lr or --grad-clip")
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -1,0 +1,73 @@
+import torch
+
+from landmarks.augment import ColorJitter, RandomAffine, RandomHorizontalFlip, affine_warp, hflip
+
+
+def image_with_dots(points, size=112, channels=1):
+    image = torch.zeros(1, channels, size, size)
+    for x, y in points:
+        image[0, :, int(y), int(x)] = 255.0
+    return image
+
+
+def random_points(generator, low=20, high=90):
+    return (low + (high - low) * torch.rand(1, 21, 2, generator=generator)).floor() + 0.5
+
+
+def test_flipping_twice_is_the_identity():
+    g = torch.Generator().manual_seed(0)
+    image, points = torch.rand(3, 1, 112, 112, generator=g), random_points(g).repeat(3, 1, 1)
+    twice = hflip(*hflip(image, points))
+    assert torch.equal(twice[0], image) and torch.allclose(twice[1], points)
+
+
+def test_after_a_flip_point_7_lands_where_the_mirrored_point_10_was():
+    g = torch.Generator().manual_seed(1)
+    points = random_points(g)
+    image = image_with_dots(points[0])
+    flipped_image, flipped = hflip(image, points)
+    assert torch.allclose(flipped[0, 6], torch.tensor([112 - points[0, 9, 0], points[0, 9, 1]]))
+    x, y = flipped[0, 6]
+    assert flipped_image[0, 0, int(y), int(x)] == 255.0  # the dot moved with its label
+
+
+def test_random_flip_with_p_1_flips_every_sample_and_p_0_none():
+    g = torch.Generator().manual_seed(2)
+    image, points = torch.rand(4, 1, 8, 8, generator=g), torch.rand(4, 21, 2, generator=g) * 8
+    assert torch.equal(RandomHorizontalFlip(1.0)(image, points, g)[0], image.flip(-1))
+    assert torch.equal(RandomHorizontalFlip(0.0)(image, points, g)[0], image)
+
+
+def test_a_rotation_keeps_the_points_on_the_pixels_they_marked():
+    g = torch.Generator().manual_seed(3)
+    dots = torch.tensor([[40.5, 30.5], [90.5, 70.5], [60.5, 100.5]])
+    image = torch.zeros(1, 1, 140, 140)
+    for x, y in dots:
+        image[0, 0, int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255.0  # 3x3 blobs
+    points = torch.cat([dots, torch.full((18, 2), 70.0)])[None]
+    warped, moved = RandomAffine(112, rotation=30, shift=0.05, scale=(0.9, 1.1))(image, points, g)
+    for x, y in moved[0, :3]:
+        assert warped[0, 0, int(y), int(x)] > 100, (x, y)
+
+
+def test_affine_at_rest_is_an_exact_centre_crop():
+    g = torch.Generator().manual_seed(4)
+    image, points = torch.rand(2, 1, 140, 140, generator=g), torch.rand(2, 21, 2, generator=g) * 140
+    out, moved = RandomAffine(112)(image, points, g)
+    assert torch.allclose(out, image[..., 14:126, 14:126], atol=1e-5)
+    assert torch.allclose(moved, points - 14, atol=1e-4)
+
+
+def test_affine_warp_moves_points_by_the_inverse_map():
+    image = torch.zeros(1, 1, 20, 20)
+    matrix = torch.tensor([[[1.0, 0.0, 3.0], [0.0, 1.0, -2.0]]])  # output p shows input p + (3, -2)
+    _, moved = affine_warp(image, torch.tensor([[[10.0, 10.0]]]), matrix, 20)
+    assert torch.allclose(moved, torch.tensor([[[7.0, 12.0]]]))
+
+
+def test_color_jitter_keeps_points_and_range():
+    g = torch.Generator().manual_seed(5)
+    image, points = torch.rand(4, 1, 8, 8, generator=g) * 255, torch.rand(4, 21, 2, generator=g)
+    out, same = ColorJitter(0.5, 0.5)(image, points, g)
+    assert torch.equal(same, points) and out.min() >= 0 and out.max() <= 255
+    assert not torch.allclose(out, image)

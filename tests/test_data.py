@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+from landmarks.data import (FaceLandmarksDataset, build_lists, sample_negatives, split_by_image,
+                            verification_picture)
+from landmarks.geometry import iou
+from landmarks.images import load_image
+from landmarks.labels import read_list
+from landmarks.errors import UsageError
+
+from conftest import write_image
+
+
+def test_split_is_by_image_and_fixed_by_seed():
+    items = [(f"img{i % 7}", i) for i in range(30)]
+    train, test = split_by_image(items, lambda item: item[0], 0.3, seed=3)
+    assert {i[0] for i in train}.isdisjoint({i[0] for i in test})
+    assert len({i[0] for i in test}) == 2 and len(train) + len(test) == 30
+    assert split_by_image(items, lambda item: item[0], 0.3, seed=3) == (train, test)
+    assert split_by_image(items, lambda item: item[0], 0.3, seed=4) != (train, test)
+    assert split_by_image(items, lambda item: item[0], 1.0, seed=0)[0] == []
+    with pytest.raises(UsageError):
+        split_by_image(items, lambda item: item[0], 1.5, seed=0)
+
+
+def test_build_lists_from_the_sample(sample_dir, tmp_path):
+    summary = build_lists(sample_dir, tmp_path, test_ratio=0.2, seed=1)
+    train, test = read_list(tmp_path / "train.txt"), read_list(tmp_path / "test.txt")
+    assert summary["faces_kept"] == len(train.entries) + len(test.entries) == 94
+    assert {e.image for e in train.entries}.isdisjoint({e.image for e in test.entries})
+    # Boxes are expanded, clamped and whole; points are relative to them.
+    for entry in train.entries:
+        w, h = load_image(entry.image, 1).shape[1::-1]
+        assert 0 <= entry.box[0] < entry.box[2] <= w and 0 <= entry.box[1] < entry.box[3] <= h
+        assert np.all(entry.box == np.round(entry.box))
+    first = train.entries[0]
+    label = (sample_dir / first.image.parent.name / "label.txt").read_text().splitlines()
+    raw = next(line.split() for line in label if line.split()[0] == first.image.name)
+    absolute = np.maximum(np.array(raw[5:], float).reshape(21, 2), 0)
+    matches = [e for e in train.entries if e.image == first.image]
+    assert any(np.allclose(e.points + e.box[:2], absolute, atol=1e-3) for e in matches)
+
+
+def test_dataset_rescales_points_to_the_112_crop(tmp_path):
+    image = write_image(tmp_path / "a.png", width=200, height=100)
+    points = np.tile([[10.0, 20.0]], (21, 1))
+    points[1] = [60.0, 70.0]
+    from landmarks.labels import ListEntry
+    entry = ListEntry(image, np.array([40.0, 10.0, 120.0, 90.0]), points)  # 80x80 box
+    dataset = FaceLandmarksDataset([entry], size=112, normalize=False)
+    sample = dataset[0]
+    np.testing.assert_allclose(sample["points"][0], [10 * 112 / 80, 20 * 112 / 80], atol=1e-4)
+    np.testing.assert_allclose(sample["points"][1], [60 * 1.4, 70 * 1.4], atol=1e-4)
+    assert sample["image"].shape == (1, 112, 112) and 0 <= sample["image"].min() and sample["image"].max() <= 1
+    rgb = FaceLandmarksDataset([entry], size=64, channels=3, normalize=True)[0]["image"]
+    assert rgb.shape == (3, 64, 64) and abs(float(rgb.mean())) < 1e-4 and abs(float(rgb.std()) - 1) < 1e-2
+
+
+def test_augmented_batches_keep_shapes_and_vary_with_the_seed(sample_lists):
+    from landmarks.augment import AugmentSettings
+    entries = read_list(sample_lists / "train.txt").entries
+    dataset = FaceLandmarksDataset(entries, augment=AugmentSettings(flip=0.5, rotation=10, shift=0.05, scale=0.1))
+    one = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    again = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    other = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    assert one["image"].shape == (8, 1, 112, 112) and one["points"].shape == (8, 21, 2)
+    assert torch.equal(one["image"], again["image"]) and not torch.equal(one["image"], other["image"])
+
+
+def test_missing_image_in_a_list_is_named_and_skipped(sample_lists, tmp_path):
+    lines = (sample_lists / "test.txt").read_text().splitlines()
+    broken = tmp_path / "list.txt"
+    entry = read_list(sample_lists / "test.txt").entries[0]
+    broken.write_text(f"{entry.image}" + lines[0][len(lines[0].split()[0]):] + "\n"
+                      + "gone.jpg" + lines[0][len(lines[0].split()[0]):] + "\n")
+    dataset = FaceLandmarksDataset(read_list(broken).entries)
+    assert len(dataset) == 1 and dataset.report.skipped == 1
+    assert "gone.jpg: image not found" in dataset.report.problems[0]
+    assert f"{broken}:2" in dataset.report.problems[0]
+
+
+def test_negatives_stay_clear_of_every_face():
+    faces = np.array([[10.0, 10.0, 60.0, 60.0], [100.0, 20.0, 150.0, 70.0]])
+    boxes = sample_negatives(faces, 300, 200, count=5, max_iou=0.3, rng=np.random.default_rng(0))
+    assert len(boxes) >= 5
+    assert all(iou(box, faces).max() < 0.3 for box in boxes)
+
+
+def test_stage3_lists_have_labelled_faces_and_non_faces(sample_dir, tmp_path):
+    summary = build_lists(sample_dir, tmp_path, test_ratio=0.2, seed=0, negatives=2)
+    data = read_list(tmp_path / "train.txt")
+    assert data.stage == 3 and data.non_faces == summary["train_non_faces"] > data.faces
+    dataset = FaceLandmarksDataset(data.entries[:40])
+    assert dataset.stage == 3 and torch.all(dataset[int(torch.argmin(dataset.is_face.int()))]["points"] == 0)
+
+
+def test_verification_picture_is_written(sample_lists, tmp_path):
+    import cv2
+    out = verification_picture(read_list(sample_lists / "train.txt").entries, 6, tmp_path / "v.png")
+    picture = cv2.imread(str(out))
+    assert picture.shape == (2 * 224, 4 * 224, 3) and picture.std() > 10

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from landmarks.errors import UsageError
+from landmarks.net import NETS, build_net, freeze, layer_names, split_output
+
+STAGE1_LAYERS = ["conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "ip1", "ip2", "ip3"]
+
+
+def test_stage1_has_the_course_layer_names_and_shapes():
+    net = build_net("stage1")
+    names = [n for n, m in net.named_children() if any(True for _ in m.parameters())]
+    assert names == STAGE1_LAYERS
+    assert net.conv1_1[0].kernel_size == (5, 5) and net.conv1_1[0].stride == (2, 2)
+    assert net.conv1_1[0].out_channels == 8 and net.conv4_2[0].out_channels == 80
+    assert net.ip1[0].in_features == 4 * 4 * 80 and net.ip3.out_features == 42
+    assert isinstance(net.conv1_1[-1], torch.nn.PReLU) and isinstance(net.ip2[-1], torch.nn.PReLU)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_net_gives_42_numbers_and_optionally_2_logits(name, channels):
+    x = torch.rand(2, channels, 112, 112)
+    points, logits = split_output(build_net(name, channels).eval()(x))
+    assert points.shape == (2, 42) and logits is None
+    points, logits = split_output(build_net(name, channels, classify=True).eval()(x))
+    assert points.shape == (2, 42) and logits.shape == (2, 2)
+
+
+def test_freeze_takes_prefixes_and_rejects_unknown_names():
+    net = build_net("stage1")
+    assert freeze(net, ["conv1", "conv2"]) == ["conv1_1", "conv2_1", "conv2_2"]
+    assert not any(p.requires_grad for p in net.conv2_2.parameters())
+    assert all(p.requires_grad for p in net.conv3_1.parameters())
+    with pytest.raises(UsageError, match="unknown layer conv9; valid names: conv1, conv1_1"):
+        freeze(net, ["conv9"])
+    assert "conv4" in layer_names(net) and "pool1" not in layer_names(net)
+
+
+def test_unknown_net_lists_the_choices():
+    with pytest.raises(UsageError, match="unknown net 'vgg'; choose one of"):
+        build_net("vgg")
