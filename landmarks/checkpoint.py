@@ -80,15 +80,25 @@ def read_checkpoint(path) -> dict:
     return payload
 
 
-def load_model(path, expect_net: str | None = None) -> tuple[LandmarkNet, Config, dict]:
-    """Rebuild the net a checkpoint describes and load its weights -> (model, config, payload)."""
+def load_model(path, expect_net: str | None = None, add_classifier: bool = False
+               ) -> tuple[LandmarkNet, Config, dict]:
+    """Rebuild the net a checkpoint describes and load its weights -> (model, config, payload).
+
+    ``add_classifier`` grows a new face/non-face branch on a landmark-only model
+    (stage 2 -> stage 3 finetuning); every other weight must still fit.
+    """
     payload = read_checkpoint(path)
     config = config_from_dict(payload["config"], where=str(path))
     if expect_net and config.net != expect_net:
         raise UsageError(f"{path}: holds a {config.net!r} net, but --net {expect_net} was asked for")
+    grow = add_classifier and not config.classify
+    if grow:
+        config = config_from_dict({"classify": True}, config, str(path))
     model = build_net(config.net, config.channels, config.input_size, config.classify)
     try:
-        model.load_state_dict(payload["model"])
+        missing, unexpected = model.load_state_dict(payload["model"], strict=not grow)
+        if grow and (unexpected or any(not key.startswith("face_head.") for key in missing)):
+            raise RuntimeError(f"\nunexpected {unexpected[:3]}, missing {missing[:3]}")
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise DataError(f"{path}: weights do not fit a {config.net!r} net ({first})") from None

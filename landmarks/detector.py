@@ -222,7 +222,7 @@ def phase_train(args, finetune: bool = False) -> int:
     elif finetune:
         if not args.model:
             raise UsageError("--phase finetune needs --model CHECKPOINT (or a shipped model name)")
-        init_model, base, _ = load_model(resolve_model(args.model))
+        init_model, base, _ = load_model(resolve_model(args.model), add_classifier=bool(args.classify))
         base = dataclasses.replace(base, lr=base.learning_rate / 10)
         config = training_config(args, base)
     else:
@@ -254,9 +254,11 @@ def phase_train(args, finetune: bool = False) -> int:
                  extra_state={"frozen": args.freeze or ""})
     if ranks.main:
         best = result.best
-        if "val_nme_box" in best and np.isfinite(best["val_nme_box"]):
+        if "val_nme_box" in best:
             print(f"best epoch {best['epoch']}: NME_box {best['val_nme_box']:.2f}%  NME_io "
-                  f"{best.get('val_nme_io', float('nan')):.2f}%  FR@0.1 {best.get('val_fr_io@0.1', float('nan')):.1f}%")
+                  f"{best['val_nme_io']:.2f}%  FR@0.1 {best['val_fr_io@0.1']:.1f}%  AUC@0.1 {best['val_auc_io@0.1']:.3f}")
+        elif "epoch" in best:
+            print(f"no validation list; lowest training loss {best['train_loss']:.4g} at epoch {best['epoch']}")
         print(f"run folder: {run_dir} (best.pt, last.pt, loss.png, history.csv, train.log, tensorboard/)")
     if ranks.world_size > 1:
         torch.distributed.destroy_process_group()

@@ -361,7 +361,9 @@ def fit(model, config: Config, train_set: FaceLandmarksDataset, val_set: FaceLan
     run_dir = Path(run_dir)
     model.to(device)
     record = RunRecord(run_dir, ranks.main, resume)
-    start_epoch, best = 0, {"val_nme_box": float("inf")}
+    # Without a validation list the best epoch is the one with the lowest training loss.
+    best_key = "val_nme_box" if val_set is not None else "train_loss"
+    start_epoch, best = 0, {"metric": best_key, "value": float("inf")}
     kind = optimizer_kind(config, 0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(kind, trainable, config, base_lr(config, kind))
@@ -407,12 +409,12 @@ def fit(model, config: Config, train_set: FaceLandmarksDataset, val_set: FaceLan
                          train["loss"], describe_validation(row), format_duration(row["seconds"]),
                          format_duration(eta))
                 record.add(row)
-                score = row.get("val_nme_box", row["train_loss"])
+                score = row.get(best_key, float("inf"))
                 state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "optimizer_kind": kind,
                          "scheduler": {"schedule": config.schedule, "epoch": epoch, "lr": lr},
                          "rng": {"torch": torch.get_rng_state()}, **(extra_state or {})}
-                if score <= best.get("val_nme_box", float("inf")):
-                    best = {"val_nme_box": score, "epoch": epoch + 1, **row}
+                if score <= best["value"]:
+                    best = {"metric": best_key, "value": score, **row}
                     save_checkpoint(run_dir / "best.pt", model, config, best=best, **state)
                 save_checkpoint(run_dir / "last.pt", model, config, best=best, **state)
                 (run_dir / "summary.json").write_text(json.dumps({"best": best, "last": row}, indent=2) + "\n")

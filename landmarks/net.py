@@ -83,23 +83,23 @@ def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
 class Stage1Net(LandmarkNet):
     """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers."""
 
-    def __init__(self, channels=1, size=112, classify=False, batch_norm=False):
+    def __init__(self, channels=1, size=112, classify=False, batch_norm=False, width=1):
         super().__init__(classify)
-        bn = batch_norm
-        self.conv1_1 = ConvBlock(channels, 8, 5, stride=2, batch_norm=bn)
+        bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
+        self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
-        self.conv2_1 = ConvBlock(8, 16, 3, batch_norm=bn)
-        self.conv2_2 = ConvBlock(16, 16, 3, batch_norm=bn)
+        self.conv2_1 = ConvBlock(c[0], c[1], 3, batch_norm=bn)
+        self.conv2_2 = ConvBlock(c[1], c[1], 3, batch_norm=bn)
         self.pool2 = nn.AvgPool2d(2, ceil_mode=True)
-        self.conv3_1 = ConvBlock(16, 24, 3, batch_norm=bn)
-        self.conv3_2 = ConvBlock(24, 24, 3, batch_norm=bn)
+        self.conv3_1 = ConvBlock(c[1], c[2], 3, batch_norm=bn)
+        self.conv3_2 = ConvBlock(c[2], c[2], 3, batch_norm=bn)
         self.pool3 = nn.AvgPool2d(2, ceil_mode=True)
-        self.conv4_1 = ConvBlock(24, 40, 3, padding=1, batch_norm=bn)
-        self.conv4_2 = ConvBlock(40, 80, 3, padding=1, batch_norm=bn)
+        self.conv4_1 = ConvBlock(c[2], c[3], 3, padding=1, batch_norm=bn)
+        self.conv4_2 = ConvBlock(c[3], c[4], 3, padding=1, batch_norm=bn)
         flat = _feature_shape(self.features, channels, size).numel()
-        self.ip1 = LinearBlock(flat, 128)
-        self.ip2 = LinearBlock(128, 128)
-        self.ip3 = nn.Linear(128, 2 * NUM_POINTS)
+        self.ip1 = LinearBlock(flat, 128 * width)
+        self.ip2 = LinearBlock(128 * width, 128 * width)
+        self.ip3 = nn.Linear(128 * width, 2 * NUM_POINTS)
         self.build_face_head(flat)
         # PyTorch's default init shrinks activations through this un-normalized
         # stack, so at first only the biases learn (a long mean-shape plateau).
@@ -127,6 +127,12 @@ def stage1(channels=1, size=112, classify=False):
 @register("stage1_bn")
 def stage1_bn(channels=1, size=112, classify=False):
     return Stage1Net(channels, size, classify, batch_norm=True)
+
+
+@register("stage1_wide")
+def stage1_wide(channels=1, size=112, classify=False):
+    """The stage-1 layout with batch norm at twice the width: more capacity, still cheap."""
+    return Stage1Net(channels, size, classify, batch_norm=True, width=2)
 
 
 class ResNet18Net(LandmarkNet):

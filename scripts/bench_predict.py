@@ -1,0 +1,76 @@
+"""CPU inference speed of every shipped model: eager PyTorch, TorchScript, ONNX Runtime.
+
+Per-face latency at batch 1 and throughput at batch 64, on one thread by default.
+
+    python scripts/bench_predict.py [--threads 1] [--models stage1 stage2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from landmarks.checkpoint import load_model, resolve_model, shipped_models
+from landmarks.export import export_model
+from landmarks.net import count_parameters, split_output
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of ``function()`` after a warm-up."""
+    for _ in range(max(3, repeats // 10)):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=None, help="shipped names or checkpoints (default: all shipped)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed runs at batch 1 (default: 200)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    print(f"{platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, "
+          f"onnxruntime {onnxruntime.__version__}")
+    print(f"{'model':10s} {'net':12s} {'params':>9s} {'backend':12s} {'ms/face b1':>11s} {'faces/s b64':>12s}")
+    for name in args.models or shipped_models():
+        model, config, _ = load_model(resolve_model(name))
+        model.eval()
+        shape = (config.channels, config.input_size, config.input_size)
+        one, many = torch.randn(1, *shape), torch.randn(64, *shape)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_file = export_model(model, config, "onnx", Path(tmp) / "m.onnx")
+            script_file = export_model(model, config, "torchscript", Path(tmp) / "m.pt")
+            scripted = torch.jit.optimize_for_inference(torch.jit.load(str(script_file)).eval())
+            session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+            backends = {
+                "eager": lambda x: split_output(model(x)),
+                "torchscript": lambda x: scripted(x),
+                "onnxruntime": lambda x: session.run(None, {"image": x.numpy()}),
+            }
+            with torch.inference_mode():
+                for backend, run in backends.items():
+                    latency = timed(lambda: run(one), args.repeats)
+                    batch = timed(lambda: run(many), max(args.repeats // 10, 10))
+                    print(f"{name:10s} {config.net:12s} {count_parameters(model):9d} {backend:12s} "
+                          f"{latency * 1000:11.3f} {64 / batch:12.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

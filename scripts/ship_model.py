@@ -1,0 +1,32 @@
+"""Copy a run's checkpoint into the package as a shipped model (weights and config only).
+
+    python scripts/ship_model.py runs/stage1-all/last.pt stage1
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from landmarks.checkpoint import checkpoint_bytes, load_model
+
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
+    parser.add_argument("name", help="shipped name, e.g. stage1")
+    args = parser.parse_args(argv)
+    model, config, _ = load_model(args.checkpoint)
+    data = checkpoint_bytes(model, config)
+    if len(data) > MAX_BYTES:
+        raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 10 MB limit for shipped models")
+    out = Path(__file__).resolve().parents[1] / "landmarks" / "models" / f"{args.name}.pt"
+    out.write_bytes(data)
+    print(f"shipped {config.net} as {out} ({len(data) / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
