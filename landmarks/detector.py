@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cls-weight", type=float, help=f"a, weight of the classification loss (default: {DEFAULTS.cls_weight})")
     m.add_argument("--landmark-weight", type=float, help=f"b, weight of the landmark loss (default: {DEFAULTS.landmark_weight})")
     m.add_argument("--class-weights", help="cross-entropy weights non-face,face (default: 1,1)")
+    m.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"bfloat16 autocast when training on CUDA (default: {DEFAULTS.amp})")
     m.add_argument("--freeze", help="finetune: comma-separated layers to keep fixed, e.g. conv1,conv2 (default: none)")
 
     a = p.add_argument_group("augmentation (training only; default: all off)")
@@ -154,15 +156,21 @@ def list_paths(args) -> tuple[Path, Path]:
     return (args.train_list or args.list_dir / "train.txt", args.test_list or args.list_dir / "test.txt")
 
 
-def ensure_lists(args, seed: int, negatives: int = 0) -> tuple[Path, Path]:
-    """Build the lists from --data-dir when they are missing."""
+def ensure_lists(args, seed: int, ranks: Distributed | None = None) -> tuple[Path, Path]:
+    """Build the lists from --data-dir when they are missing (rank 0 only; the others wait)."""
     train_list, test_list = list_paths(args)
+    ranks = ranks or Distributed()
+    if ranks.world_size > 1 and not ranks.main:
+        torch.distributed.barrier()
+        return train_list, test_list
     if not train_list.is_file() and args.train_list is None:
         log.info("no %s: building lists from %s", train_list, args.data_dir)
         summary = build_lists(args.data_dir, args.list_dir, test_ratio=args.test_ratio, seed=seed,
-                              strict=args.strict, negatives=negatives)
+                              strict=args.strict)
         log.info("%s; %d train and %d test lines in %s", summary["summary"], summary["train_lines"],
                  summary["test_lines"], args.list_dir)
+    if ranks.world_size > 1:
+        torch.distributed.barrier()
     return train_list, test_list
 
 
@@ -227,7 +235,7 @@ def phase_train(args, finetune: bool = False) -> int:
         config = training_config(args, base)
     else:
         config = training_config(args)
-    train_list, test_list = ensure_lists(args, config.seed)
+    train_list, test_list = ensure_lists(args, config.seed, ranks)
     if not resume:
         run_dir = new_run_dir(args, config, ranks)
     if ranks.main:

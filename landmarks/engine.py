@@ -121,7 +121,8 @@ def forward_step(model, batch: dict, config: Config, device) -> Step:
     target = batch["points"].to(device, non_blocking=True)
     is_face = batch["is_face"].to(device, non_blocking=True)
     points, logits = split_output(model(image))
-    points = points.reshape(-1, target.shape[1], 2) * config.input_size
+    points = points.float().reshape(-1, target.shape[1], 2) * config.input_size
+    logits = None if logits is None else logits.float()
     loss_fn = point_loss(config.loss, config.wing_width, config.wing_curvature)
     if logits is None:
         loss = loss_fn(points, target)
@@ -168,10 +169,13 @@ def train_one_epoch(model, dataset: FaceLandmarksDataset, config: Config, optimi
                    leave=False, dynamic_ncols=True, disable=None)
     batches = dataset.batches(config.batch_size, shuffle=True, generator=generator,
                               rank=ranks.rank, world_size=ranks.world_size)
+    # bfloat16 needs no loss scaling; on a CPU autocast would only slow these small nets.
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     for step, batch in enumerate(batches):
         if step >= steps:
             break
-        out = forward_step(model, batch, config, device)
+        with autocast:
+            out = forward_step(model, batch, config, device)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(f"loss became {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
                                    "try a lower --lr or --grad-clip")

@@ -215,33 +215,43 @@ class MobileNet(LandmarkNet):
 
 @register("mobilenet")
 def mobilenet(channels=1, size=112, classify=False):
-    return MobileNet(channels, size, classify)
+    # Width 16: depthwise convolutions train slowly on a CPU; this keeps an epoch near 20 s.
+    return MobileNet(channels, size, classify, width=16)
 
 
 class HeatmapNet(LandmarkNet):
     """One heatmap per point on a 28x28 grid, decoded by soft-argmax (integral
-    regression), so the output is still 42 coordinates and any point loss applies."""
+    regression), so the output is still 42 coordinates and any point loss applies.
+
+    A small U-shaped net of plain convolutions (cheap to train on a CPU): 28, 14
+    and 7 pixel stages, the deep ones upsampled and added back at 28x28.
+    """
 
     def __init__(self, channels=1, size=112, classify=False, width=32):
         super().__init__(classify)
         w = width
-        self.stem = nn.Sequential(ConvBlock(channels, w, 3, 2, 1, batch_norm=True),
-                                  ConvBlock(w, w, 3, 1, 1, batch_norm=True, groups=w))
-        self.stage1 = nn.Sequential(InvertedResidual(w, w * 2, 2, 2), InvertedResidual(w * 2, w * 2, 1, 2))
-        self.stage2 = nn.Sequential(InvertedResidual(w * 2, w * 4, 2, 4), InvertedResidual(w * 4, w * 4, 1, 4),
-                                    InvertedResidual(w * 4, w * 4, 1, 4))
-        self.stage3 = nn.Sequential(InvertedResidual(w * 4, w * 4, 2, 4), InvertedResidual(w * 4, w * 4, 1, 4))
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                ConvBlock(w * 4, w * 2, 3, 1, 1, batch_norm=True))
-        self.fuse = ConvBlock(w * 4 + w * 2, w * 2, 3, 1, 1, batch_norm=True)
-        self.heatmaps = nn.Conv2d(w * 2, NUM_POINTS, 1)
+        self.stem = nn.Sequential(ConvBlock(channels, w // 2, 5, 2, 2, batch_norm=True), nn.AvgPool2d(2))
+        self.stage28 = nn.Sequential(ConvBlock(w // 2, w, 3, 1, 1, batch_norm=True),
+                                     ConvBlock(w, w, 3, 1, 1, batch_norm=True))
+        self.stage14 = nn.Sequential(nn.AvgPool2d(2), ConvBlock(w, 2 * w, 3, 1, 1, batch_norm=True),
+                                     ConvBlock(2 * w, 2 * w, 3, 1, 1, batch_norm=True))
+        self.stage7 = nn.Sequential(nn.AvgPool2d(2), ConvBlock(2 * w, 4 * w, 3, 1, 1, batch_norm=True),
+                                    ConvBlock(4 * w, 4 * w, 3, 1, 1, batch_norm=True))
+        self.lateral14 = ConvBlock(4 * w, 2 * w, 1, batch_norm=True)
+        self.lateral28 = ConvBlock(2 * w, w, 1, batch_norm=True)
+        self.refine = ConvBlock(w, w, 3, 1, 1, batch_norm=True)
+        self.heatmaps = nn.Conv2d(w, NUM_POINTS, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.build_face_head(w * 4)
+        self.build_face_head(4 * w)
 
     def features(self, x):
-        s2 = self.stage2(self.stage1(self.stem(x)))
-        s3 = self.stage3(s2)
-        return self.fuse(torch.cat([s2, self.up(s3)], 1)), s3
+        up = nn.functional.interpolate
+        f28 = self.stage28(self.stem(x))
+        f14 = self.stage14(f28)
+        f7 = self.stage7(f14)
+        m14 = f14 + up(self.lateral14(f7), size=f14.shape[-2:], mode="bilinear", align_corners=False)
+        m28 = f28 + up(self.lateral28(m14), size=f28.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine(m28), f7
 
     def landmark_head(self, features):
         fused, _ = features
