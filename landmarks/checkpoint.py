@@ -51,12 +51,17 @@ def resolve_model(name_or_path) -> Path:
                      f"(shipped: {', '.join(shipped_models()) or 'none'})")
 
 
+# The default for test and predict: the most accurate landmark model that is shipped.
+# stage3 (with the face/non-face branch) is chosen by name, for real scenes.
+DEFAULT_ORDER = ("stage2", "stage1")
+
+
 def default_model() -> str:
-    """The best shipped model: the highest stage."""
     names = shipped_models()
-    if not names:
-        raise UsageError("no model shipped in this install; pass --model CHECKPOINT")
-    return max(names)
+    for name in DEFAULT_ORDER:
+        if name in names:
+            return name
+    raise UsageError("no landmark model shipped in this install; pass --model CHECKPOINT")
 
 
 def read_checkpoint(path) -> dict:

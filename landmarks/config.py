@@ -40,6 +40,7 @@ class Config:
     seed: int = 0
     grad_clip: float = 0.0  # max gradient norm (0: off)
     amp: bool = False  # bfloat16 autocast on CUDA
+    test_flip: bool = False  # test and predict average the crop and its mirror image
     cls_weight: float = 1.0  # a: weight of the classification loss
     landmark_weight: float = 1.0  # b: weight of the landmark loss
     class_weights: tuple[float, float] = (1.0, 1.0)  # cross-entropy weights (non-face, face)

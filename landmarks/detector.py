@@ -23,7 +23,7 @@ from .engine import Distributed, evaluate, fit, init_distributed, resolve_device
 from .errors import DataError, UsageError
 from .export import FORMATS, export_model
 from .labels import read_list
-from .net import NETS, build_net, count_parameters, freeze
+from .net import NETS, build_net, count_parameters, freeze, inference_net
 from .losses import LOSSES
 
 log = logging.getLogger("landmarks")
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--class-weights", help="cross-entropy weights non-face,face (default: 1,1)")
     m.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help=f"bfloat16 autocast when training on CUDA (default: {DEFAULTS.amp})")
+    m.add_argument("--test-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="test/predict/export: average each crop with its mirror image (default: as the model was "
+                        f"trained to be used; built-in {DEFAULTS.test_flip})")
     m.add_argument("--freeze", help="finetune: comma-separated layers to keep fixed, e.g. conv1,conv2 (default: none)")
 
     a = p.add_argument_group("augmentation (training only; default: all off)")
@@ -211,6 +214,14 @@ def new_run_dir(args, config: Config, ranks: Distributed) -> Path:
 
 # ---------------------------------------------------------------- phases
 
+def load_for_inference(args):
+    """The model of --model (or the default) as test, predict and export run it."""
+    model, config, _ = load_model(resolve_model(args.model or default_model()))
+    if args.test_flip is not None:
+        config = dataclasses.replace(config, test_flip=args.test_flip)
+    return inference_net(model, config.test_flip), config
+
+
 def phase_train(args, finetune: bool = False) -> int:
     device = resolve_device(args.device)
     ranks = init_distributed(device)
@@ -274,7 +285,7 @@ def phase_train(args, finetune: bool = False) -> int:
 
 
 def phase_test(args) -> int:
-    model, config, _ = load_model(resolve_model(args.model or default_model()))
+    model, config = load_for_inference(args)
     device = resolve_device(args.device)
     _, test_list = ensure_lists(args, config.seed) if args.test_list is None else (None, args.test_list)
     dataset = make_dataset(test_list, config, args, train=False)
@@ -326,7 +337,7 @@ def phase_predict(args) -> int:
             raise UsageError(f"{config_path}: missing; it is written beside the .onnx file by --phase export")
         predictor = Predictor(load_config_file(config_path), onnx_path=Path(args.model))
     else:
-        model, config, _ = load_model(resolve_model(args.model or default_model()))
+        model, config = load_for_inference(args)
         predictor = Predictor(config, model)
     images = image_inputs(args.image)
     folder_out = args.image.is_dir() or (args.out is not None and args.out.suffix == "")
@@ -352,7 +363,7 @@ def phase_predict(args) -> int:
 def phase_export(args) -> int:
     if args.out is None:
         raise UsageError("--phase export needs --out FILE")
-    model, config, _ = load_model(resolve_model(args.model or default_model()))
+    model, config = load_for_inference(args)
     out = export_model(model, config, args.format, args.out)
     Path(str(out) + ".json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     print(f"exported {config.net} as {args.format}: {out} (preprocessing settings in {out}.json)")

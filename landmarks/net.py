@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from . import NUM_POINTS
 from .errors import UsageError
+from .geometry import FLIP_PERMUTATION
 
 NETS: dict[str, Callable[..., "LandmarkNet"]] = {}
 
@@ -66,6 +67,36 @@ class LandmarkNet(nn.Module):
         if self.classify:
             return points, self.face_head(shared)
         return points
+
+
+class FlipAverage(nn.Module):
+    """Average a net's answer on a crop and on its mirror image (mapped back).
+
+    The mirrored crop's points are un-flipped (x -> 1 - x on the crop's 0..1
+    scale) and re-ordered with the left/right permutation; face logits are averaged.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("permutation", torch.tensor(FLIP_PERMUTATION), persistent=False)
+
+    def forward(self, x):
+        b = x.shape[0]
+        points, logits = split_output(self.net(torch.cat([x, x.flip(-1)])))
+        direct = points[:b].reshape(b, -1, 2)
+        mirrored = points[b:].reshape(b, -1, 2)[:, self.permutation]
+        mirrored = torch.stack([1 - mirrored[..., 0], mirrored[..., 1]], -1)
+        averaged = ((direct + mirrored) / 2).reshape(b, -1)
+        if logits is None:
+            return averaged
+        return averaged, (logits[:b] + logits[b:]) / 2
+
+
+def inference_net(net: nn.Module, test_flip: bool) -> nn.Module:
+    """The net as test and predict run it: with flip averaging when the config asks."""
+    net = net.eval()
+    return FlipAverage(net).eval() if test_flip else net
 
 
 def split_output(output) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -9,6 +9,7 @@ flatter it) is tested on lists/split/test.txt in original-image pixels.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import statistics
@@ -23,7 +24,7 @@ from landmarks.data import FaceLandmarksDataset
 from landmarks.engine import evaluate
 from landmarks.labels import read_list
 from landmarks.metrics import box_normaliser, cumulative_error_curve, interocular_normaliser, nme
-from landmarks.net import count_parameters
+from landmarks.net import count_parameters, inference_net
 
 # run name -> (what it shows, the flags after `--phase train --list-dir lists/split`)
 ROWS = [
@@ -40,9 +41,10 @@ ROWS = [
     ("heatmap", "heatmap target (28x28, soft-argmax), Wing", "--config configs/stage2_heatmap.toml"),
     ("mobilenet", "compact MobileNetV2-style net, Wing", "--config configs/stage2_mobilenet.toml"),
     ("resnet18", "ResNet-18 body from scratch, Wing", "--config configs/stage2_resnet18.toml"),
-    ("stage2-split", "**stage 2**: 2x wide BN net + aug + Wing + cosine", "--config configs/stage2.toml"),
+    ("stage2-split", "2x wide BN net + aug + Wing + cosine", "--config configs/stage2.toml --no-test-flip"),
+    ("stage2-split", "**stage 2**: same, test-time flip averaging", "--config configs/stage2.toml"),
 ]
-CED_RUNS = ["stage1-split", "stage1-aug", "bn-wing", "heatmap", "stage2-split"]
+CED_RUNS = ["stage1-split", "stage1-aug", "bn-wing", "heatmap", "stage2-split +flip"]
 
 
 def cpu_ms_per_face(model, config, repeats: int = 100) -> float:
@@ -74,9 +76,14 @@ def main(argv=None) -> int:
             print(f"skipping {name}: no {run / 'last.pt'}")
             continue
         model, config, payload = load_model(run / "last.pt")
+        flip = "--no-test-flip" not in flags and ("test_flip = true" in Path(flags.split()[1]).read_text()
+                                                   if flags.startswith("--config") else False)
+        config = dataclasses.replace(config, test_flip=flip)
+        model = inference_net(model, flip)
         dataset = FaceLandmarksDataset(entries, size=config.input_size, channels=config.channels,
                                        normalize=config.normalize)
         metrics, predictions = evaluate(model, dataset, config, torch.device("cpu"))
+        name = f"{name} +flip" if flip else name
         curves[name] = nme(predictions["points"], truth, interocular_normaliser(truth))
         history = list(csv.DictReader(open(run / "history.csv")))
         minutes = sum(float(r["seconds"]) for r in history) / 60

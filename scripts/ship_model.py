@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from landmarks.checkpoint import checkpoint_bytes, load_model
@@ -17,8 +18,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
     parser.add_argument("name", help="shipped name, e.g. stage1")
+    parser.add_argument("--test-flip", action="store_true",
+                        help="ship with test-time flip averaging switched on (default: as trained)")
     args = parser.parse_args(argv)
     model, config, _ = load_model(args.checkpoint)
+    if args.test_flip:
+        config = dataclasses.replace(config, test_flip=True)
     data = checkpoint_bytes(model, config)
     if len(data) > MAX_BYTES:
         raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 10 MB limit for shipped models")

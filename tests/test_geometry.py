@@ -44,3 +44,10 @@ def test_flip_points_mirrors_and_swaps():
     np.testing.assert_allclose(flip_points(flipped, 100), points)
     with pytest.raises(ValueError):
         flip_points(points[:20], 100)
+
+
+def test_detector_boxes_are_mapped_to_annotation_framing():
+    from landmarks.predict import DETECTOR_TO_ANNOTATION, detector_to_face_box
+    mapped = detector_to_face_box([[100, 200, 200, 300]])
+    np.testing.assert_allclose(mapped[0], 100 * np.array(DETECTOR_TO_ANNOTATION) + [100, 200, 100, 200])
+    assert detector_to_face_box(np.zeros((0, 4))).shape == (0, 4)

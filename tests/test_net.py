@@ -40,3 +40,34 @@ def test_freeze_takes_prefixes_and_rejects_unknown_names():
 def test_unknown_net_lists_the_choices():
     with pytest.raises(UsageError, match="unknown net 'vgg'; choose one of"):
         build_net("vgg")
+
+
+def test_flip_average_is_exact_for_a_mirror_symmetric_net():
+    """A net that answers the same for an image and its mirror (after un-flipping) is unchanged."""
+    from landmarks.net import FlipAverage
+    from landmarks.geometry import FLIP_PERMUTATION
+
+    class Symmetric(torch.nn.Module):
+        def forward(self, x):
+            b = x.shape[0]
+            points = torch.full((b, 21, 2), 0.5)
+            points[:, :, 1] = x.mean(dim=(1, 2, 3)).unsqueeze(1)  # y from a flip-invariant statistic
+            return points.reshape(b, 42)
+
+    x = torch.rand(3, 1, 16, 16)
+    torch.testing.assert_close(FlipAverage(Symmetric())(x), Symmetric()(x))
+
+
+def test_flip_average_undoes_the_mirror():
+    from landmarks.net import FlipAverage
+
+    class ReadsLeftHalf(torch.nn.Module):
+        """x of every point = brightness of the left half: differs between image and mirror."""
+        def forward(self, x):
+            left = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
+            points = torch.stack([left, torch.zeros_like(left)], -1)[:, None].repeat(1, 21, 1)
+            return points.reshape(x.shape[0], 42)
+
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., :2] = 1.0  # bright left half: direct answer 1, mirrored answer 0 -> un-flipped 1 - 0 = 1
+    torch.testing.assert_close(FlipAverage(ReadsLeftHalf())(x)[0, 0], torch.tensor(1.0))
