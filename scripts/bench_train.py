@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmarks.augment import AugmentSettings
 from landmarks.config import Config
 from landmarks.data import FaceLandmarksDataset
 from landmarks.detector import STANDARD_AUGMENT

@@ -23,7 +23,7 @@ from landmarks.checkpoint import load_model
 from landmarks.data import FaceLandmarksDataset
 from landmarks.engine import evaluate
 from landmarks.labels import read_list
-from landmarks.metrics import box_normaliser, cumulative_error_curve, interocular_normaliser, nme
+from landmarks.metrics import cumulative_error_curve, interocular_normaliser, nme
 from landmarks.net import count_parameters, inference_net
 
 # run name -> (what it shows, the flags after `--phase train --list-dir lists/split`)

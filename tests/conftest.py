@@ -55,3 +55,16 @@ def tiny_data(tmp_path) -> Path:
     lines = [label_line("a.jpg"), label_line("a.jpg", (50, 10, 110, 70)), label_line("b.jpg")]
     (folder / "label.txt").write_text("\n".join(lines) + "\n")
     return tmp_path / "data"
+
+
+def run_main(args, capsys):
+    """main(args) -> (exit code, stderr stripped)."""
+    from landmarks.detector import main
+
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+def train_args(lists, tmp, name, *extra):
+    return ["--phase", "train", "--list-dir", str(lists), "--runs-dir", str(tmp / "runs"), "--run-name", name,
+            "--cache-dir", str(tmp / "cache"), "--quiet", "--device", "cpu", *extra]

@@ -45,7 +45,6 @@ def test_unknown_net_lists_the_choices():
 def test_flip_average_is_exact_for_a_mirror_symmetric_net():
     """A net that answers the same for an image and its mirror (after un-flipping) is unchanged."""
     from landmarks.net import FlipAverage
-    from landmarks.geometry import FLIP_PERMUTATION
 
     class Symmetric(torch.nn.Module):
         def forward(self, x):

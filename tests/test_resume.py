@@ -1,0 +1,48 @@
+"""Interrupted training: atomic checkpoints, resume after a stop or a SIGKILL."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from landmarks.checkpoint import load_model, read_checkpoint
+from landmarks.detector import main
+
+from conftest import REPO, train_args
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path, sample_lists):
+    assert main(train_args(sample_lists, tmp_path, "full", "--epochs", "4", "--augment")) == 0
+    assert main(train_args(sample_lists, tmp_path, "part", "--epochs", "2", "--augment")) == 0
+    assert main(["--phase", "train", "--resume", str(tmp_path / "runs" / "part"), "--epochs", "4",
+                 "--list-dir", str(sample_lists), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    full, _, a = load_model(tmp_path / "runs" / "full" / "last.pt")
+    part, _, b = load_model(tmp_path / "runs" / "part" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for (name, x), y in zip(full.state_dict().items(), part.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+    history = (tmp_path / "runs" / "part" / "history.csv").read_text().splitlines()
+    assert len(history) == 5  # header + 4 epochs
+
+
+def test_sigkill_mid_run_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path, sample_lists):
+    run_dir = tmp_path / "runs" / "killed"
+    command = [sys.executable, "-m", "landmarks.detector", *train_args(sample_lists, tmp_path, "killed"),
+               "--epochs", "400", "--batch-size", "8"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # well inside a later epoch
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    payload = read_checkpoint(run_dir / "last.pt")
+    done = payload["epoch"] + 1
+    assert 1 <= done < 400
+    code = main(["--phase", "train", "--resume", str(run_dir), "--epochs", str(done + 2),
+                 "--list-dir", str(sample_lists), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0 and read_checkpoint(run_dir / "last.pt")["epoch"] == done + 1
