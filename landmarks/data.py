@@ -268,7 +268,8 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
     def __init__(self, entries: list[ListEntry], *, size: int = 112, channels: int = 1,
                  normalize: bool = True, augment: AugmentSettings | None = None,
                  cache_dir: Path | None = None, workers: int | None = None,
-                 strict: bool = False, progress: bool = False):
+                 strict: bool = False, progress: bool = False, pin_memory: bool = False):
+        self.pin_memory = pin_memory  # page-locked batches copy to a GPU without a staging copy
         self.augment = augment if augment and augment.enabled else None
         margin = AUGMENT_MARGIN if self.augment and self.augment.geometric else 0.0
         self.settings = CropSettings(size, channels, margin)
@@ -332,8 +333,11 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         image = normalize_images(image, self.normalize)
         is_face = self.is_face[indices]
         points = torch.where(is_face[:, None, None], points, torch.zeros_like(points))
-        return {"image": image.contiguous(), "points": points.float(), "is_face": is_face,
-                "box": self.boxes[indices], "index": indices}
+        batch = {"image": image.contiguous(), "points": points.float(), "is_face": is_face,
+                 "box": self.boxes[indices], "index": indices}
+        if self.pin_memory:
+            batch = {key: value.pin_memory() for key, value in batch.items()}
+        return batch
 
     def batches(self, batch_size: int, shuffle: bool = False, generator=None,
                 rank: int = 0, world_size: int = 1):
