@@ -312,13 +312,18 @@ class RunRecord:
 
 
 def plot_history(history: list[dict], out_png: Path) -> None:
-    """Train and validation loss per epoch, with validation NME_box on a second axis."""
+    """Train and validation loss per epoch, validation NME_box on a second axis, and for
+    stage 3 a second panel with the accuracy on faces and on non-faces."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    accuracy_keys = [k for k in ("val_acc_face", "val_acc_nonface", "train_acc_face", "train_acc_nonface")
+                     if any(k in r for r in history)]
+    panels = 2 if accuracy_keys else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4), dpi=100, squeeze=False)
+    ax = axes[0, 0]
     ax.plot(epochs, [r.get("train_loss", np.nan) for r in history], label="train loss", color="tab:blue")
     if any("val_loss" in r for r in history):
         ax.plot(epochs, [r.get("val_loss", np.nan) for r in history], label="validation loss", color="tab:orange")
@@ -335,6 +340,15 @@ def plot_history(history: list[dict], out_png: Path) -> None:
         more = twin.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
     ax.legend(lines, labels, loc="upper right")
+    if accuracy_keys:
+        acc = axes[0, 1]
+        for key in accuracy_keys:
+            acc.plot(epochs, [r.get(key, np.nan) for r in history], label=key.replace("_", " "),
+                     linestyle="-" if key.startswith("val") else ":")
+        acc.set_xlabel("epoch")
+        acc.set_ylabel("accuracy")
+        acc.grid(alpha=0.3)
+        acc.legend(loc="lower right")
     fig.tight_layout()
     tmp = out_png.with_name(".loss.tmp.png")
     fig.savefig(tmp)

@@ -37,7 +37,7 @@ ROWS = [
     ("bn-smoothl1", "same, Smooth L1", "--config configs/stage2_bn.toml --loss smooth_l1"),
     ("bn-wing", "same, Wing", "--config configs/stage2_bn.toml --loss wing"),
     ("bn-wing-sgd", "same, Wing, SGD + momentum", "--config configs/stage2_bn.toml --optimizer sgd --lr 0.01 --grad-clip 10"),
-    ("bn-wing-adam-sgd", "same, Wing, Adam then SGD from epoch 40", "--config configs/stage2_bn.toml --sgd-after 40"),
+    ("bn-wing-adam-sgd", "same, Wing, Adam then SGD from epoch 40", "--config configs/stage2_bn.toml --sgd-after 40 --grad-clip 10"),
     ("heatmap", "heatmap target (28x28, soft-argmax), Wing", "--config configs/stage2_heatmap.toml"),
     ("mobilenet", "compact MobileNetV2-style net, Wing", "--config configs/stage2_mobilenet.toml"),
     ("resnet18", "ResNet-18 body from scratch, Wing", "--config configs/stage2_resnet18.toml"),

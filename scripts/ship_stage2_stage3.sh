@@ -8,6 +8,5 @@ PY=${PY:-.venv/bin/python}
 run() { [ -f "runs/$2/last.pt" ] || $PY -m landmarks.detector --phase "$1" --quiet --run-name "${@:2}"; }
 run train stage2-all --config configs/stage2.toml --list-dir lists/all
 $PY scripts/ship_model.py runs/stage2-all/last.pt stage2 --test-flip
-run finetune stage3-split --model runs/stage2-split/last.pt --config configs/stage3.toml --classify --list-dir lists/split3
 run finetune stage3-all --model runs/stage2-all/last.pt --config configs/stage3.toml --classify --list-dir lists/all3
 $PY scripts/ship_model.py runs/stage3-all/last.pt stage3 --test-flip

@@ -15,7 +15,7 @@ train bn-l1 --config configs/stage2_bn.toml --loss l1
 train bn-smoothl1 --config configs/stage2_bn.toml --loss smooth_l1
 train bn-wing --config configs/stage2_bn.toml --loss wing
 train bn-wing-sgd --config configs/stage2_bn.toml --optimizer sgd --lr 0.01 --grad-clip 10
-train bn-wing-adam-sgd --config configs/stage2_bn.toml --sgd-after 40
+train bn-wing-adam-sgd --config configs/stage2_bn.toml --sgd-after 40 --grad-clip 10
 train heatmap --config configs/stage2_heatmap.toml
 train mobilenet --config configs/stage2_mobilenet.toml
 train stage2-split --config configs/stage2.toml

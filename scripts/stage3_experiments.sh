@@ -7,10 +7,10 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 finetune() { [ -f "runs/$1/last.pt" ] || $PY -m landmarks.detector --phase finetune --model runs/stage2-split/last.pt \
     --config configs/stage3.toml --classify --list-dir lists/split3 --quiet --run-name "$@"; }
+finetune stage3-facew1 --class-weights 1,1
 finetune stage3-split
 finetune stage3-a0.1 --cls-weight 0.1
-finetune stage3-facew3 --class-weights 1,3
-for run in stage3-split stage3-a0.1 stage3-facew3; do
+for run in stage3-facew1 stage3-split stage3-a0.1; do
     echo "$run: $($PY -m landmarks.detector --phase test --model runs/$run/last.pt --test-list lists/split3/test.txt \
         --test-flip --quiet --metrics-json runs/$run/test_metrics.json 2>/dev/null | tr '\n' ' ')"
 done
