@@ -26,7 +26,8 @@ demo: install
 		--test-list $(DEMO)/lists/test.txt --metrics-json $(DEMO)/metrics.json --no-cache
 	$(PY) -m landmarks.detector --phase predict --model $(DEMO)/runs/stage1/best.pt \
 		--image data/II/$$(head -1 data/II/label.txt | cut -d' ' -f1) --out $(DEMO)/prediction.png
-	@echo "demo done: $(DEMO)/lists/verify.png, $(DEMO)/runs/stage1/loss.png, $(DEMO)/prediction.png"
+	$(PY) -m landmarks.detector --phase predict --model stage3 --image data/I/000421.jpg --out $(DEMO)/group.png
+	@echo "demo done: $(DEMO)/lists/verify.png, $(DEMO)/runs/stage1/loss.png, $(DEMO)/prediction.png, $(DEMO)/group.png"
 
 test: install
 	$(PY) -m pytest -q
