@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,9 +195,9 @@ def make_dataset(path: Path, config: Config, args, train: bool) -> FaceLandmarks
 def writable_folder(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A uniquely named probe: runs started together in one folder must not race.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise UsageError(f"{folder}: cannot write here ({error.strerror or error})") from None
     return folder

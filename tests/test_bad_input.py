@@ -92,3 +92,13 @@ def test_checkpoints_of_the_wrong_kind_are_refused(tmp_path, capsys, sample_list
                          str(sample_lists / "test.txt"), "--no-cache"], capsys)
         assert code == 1 and message in err and str(tmp_path / name) in err, (name, err)
         assert len(err.splitlines()) == 1
+
+
+def test_runs_started_together_do_not_race_on_the_write_check(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from landmarks.detector import writable_folder
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: writable_folder(tmp_path / "runs"), range(64)))
+    assert results == [tmp_path / "runs"] * 64 and not list((tmp_path / "runs").iterdir())
