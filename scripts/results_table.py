@@ -97,8 +97,8 @@ def main(argv=None) -> int:
         f"All rows: trained on `lists/split/train.txt` ({sum(1 for _ in open(args.test_list.parent / 'train.txt'))} faces), "
         f"tested on `{args.test_list}` ({len(entries)} faces of images never seen in training), the 90/10 split by image "
         "with seed 0 of `../shared/course-data`. The model scored is each run's `last.pt`. Errors in original-image "
-        "pixels, as defined in the course-data README. CPU ms/face: eager PyTorch, batch 1, one thread. Training "
-        "time: one CPU thread of a 2-core machine.",
+        "pixels, as defined in the course-data README. CPU ms/face: eager PyTorch, batch 1, one thread, idle "
+        "machine (x86-64, 2 cores). Training time: one CPU thread, while another run used the other core.",
         "",
         "Made by `scripts/stage2_experiments.sh` (each row: `python -m landmarks.detector --phase train "
         "--list-dir lists/split --run-name NAME` plus the flags shown) and `python scripts/results_table.py`.",
