@@ -16,14 +16,18 @@ import torch.nn.functional as F
 from .geometry import FLIP_PERMUTATION
 
 
-def hflip(image: torch.Tensor, points: torch.Tensor):
-    """Mirror every sample, swapping left and right points."""
+def mirror_points(points: torch.Tensor, width: float) -> torch.Tensor:
+    """[..., 21, 2] points of an image ``width`` wide -> the same points in its mirror
+    image, re-ordered so that each left point becomes the matching right one."""
     if points.shape[-2] != len(FLIP_PERMUTATION):
         raise ValueError(f"flip needs {len(FLIP_PERMUTATION)} points, got {points.shape[-2]}")
-    width = image.shape[-1]
-    flipped = points[..., list(FLIP_PERMUTATION), :].clone()
-    flipped[..., 0] = width - flipped[..., 0]
-    return image.flip(-1), flipped
+    swapped = points[..., list(FLIP_PERMUTATION), :]
+    return torch.stack([width - swapped[..., 0], swapped[..., 1]], -1)
+
+
+def hflip(image: torch.Tensor, points: torch.Tensor):
+    """Mirror every sample, swapping left and right points."""
+    return image.flip(-1), mirror_points(points, image.shape[-1])
 
 
 class RandomHorizontalFlip:

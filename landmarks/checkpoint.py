@@ -102,11 +102,12 @@ def load_model(path, expect_net: str | None = None, add_classifier: bool = False
     model = build_net(config.net, config.channels, config.input_size, config.classify)
     try:
         missing, unexpected = model.load_state_dict(payload["model"], strict=not grow)
-        if grow and (unexpected or any(not key.startswith("face_head.") for key in missing)):
-            raise RuntimeError(f"\nunexpected {unexpected[:3]}, missing {missing[:3]}")
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise DataError(f"{path}: weights do not fit a {config.net!r} net ({first})") from None
+    if grow and (unexpected or any(not key.startswith("face_head.") for key in missing)):
+        raise DataError(f"{path}: weights do not fit a {config.net!r} net "
+                        f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
     return model, config, payload
 
 

@@ -184,7 +184,7 @@ def make_dataset(path: Path, config: Config, args, train: bool) -> FaceLandmarks
         data.entries, size=config.input_size, channels=config.channels, normalize=config.normalize,
         augment=config.augment if train else None, cache_dir=None if args.no_cache else args.cache_dir,
         strict=args.strict, progress=not args.quiet,
-        pin_memory=args.device != "cpu" and torch.cuda.is_available())
+        pin_memory=resolve_device(args.device).type == "cuda")
     dataset.list = data
     skipped = data.report.skipped + dataset.report.skipped
     log.info("%s: %d crops (%d faces, %d non-faces)%s", path, len(dataset), int(dataset.is_face.sum()),

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 from . import NUM_POINTS
+from .augment import mirror_points
 from .errors import UsageError
-from .geometry import FLIP_PERMUTATION
 
 NETS: dict[str, Callable[..., "LandmarkNet"]] = {}
 
@@ -79,14 +79,12 @@ class FlipAverage(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        self.register_buffer("permutation", torch.tensor(FLIP_PERMUTATION), persistent=False)
 
     def forward(self, x):
         b = x.shape[0]
         points, logits = split_output(self.net(torch.cat([x, x.flip(-1)])))
         direct = points[:b].reshape(b, -1, 2)
-        mirrored = points[b:].reshape(b, -1, 2)[:, self.permutation]
-        mirrored = torch.stack([1 - mirrored[..., 0], mirrored[..., 1]], -1)
+        mirrored = mirror_points(points[b:].reshape(b, -1, 2), 1.0)
         averaged = ((direct + mirrored) / 2).reshape(b, -1)
         if logits is None:
             return averaged

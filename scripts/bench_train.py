@@ -28,7 +28,7 @@ from landmarks.config import Config
 from landmarks.data import FaceLandmarksDataset
 from landmarks.detector import STANDARD_AUGMENT
 from landmarks.engine import forward_step
-from landmarks.geometry import FLIP_PERMUTATION
+from landmarks.geometry import flip_points
 from landmarks.labels import read_list
 from landmarks.net import build_net
 
@@ -51,8 +51,7 @@ class CourseStyleDataset(torch.utils.data.Dataset):
         if self.augment:
             if random.random() < 0.5:
                 crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-                points[:, 0] = (x2 - x1) - points[:, 0]
-                points = points[list(FLIP_PERMUTATION)]
+                points = flip_points(points, x2 - x1)
             angle = random.uniform(-15, 15)
             crop = crop.rotate(angle, resample=Image.BILINEAR, center=((x2 - x1) / 2, (y2 - y1) / 2))
             centre = np.array([(x2 - x1) / 2, (y2 - y1) / 2])

@@ -28,26 +28,27 @@ from landmarks.net import count_parameters, inference_net
 
 # run name -> (what it shows, the flags after `--phase train --list-dir lists/split`)
 ROWS = [
-    ("stage1-split", "stage 1: plain net, MSE, Adam, no augmentation", "--config configs/stage1.toml"),
-    ("stage1-nonorm", "stage 1 without per-image normalization", "--config configs/stage1.toml --no-normalize"),
-    ("stage1-aug", "stage 1 + augmentation", "--config configs/stage1.toml --augment"),
-    ("stage1-aug-cosine", "stage 1 + augmentation + cosine schedule", "--config configs/stage1.toml --augment --schedule cosine"),
-    ("bn-mse", "batch norm + aug + warm-up/cosine, MSE", "--config configs/stage2_bn.toml --loss mse"),
-    ("bn-l1", "same, L1", "--config configs/stage2_bn.toml --loss l1"),
-    ("bn-smoothl1", "same, Smooth L1", "--config configs/stage2_bn.toml --loss smooth_l1"),
-    ("bn-wing", "same, Wing", "--config configs/stage2_bn.toml --loss wing"),
-    ("bn-wing-sgd", "same, Wing, SGD + momentum", "--config configs/stage2_bn.toml --optimizer sgd --lr 0.01 --grad-clip 10"),
-    ("bn-wing-adam-sgd", "same, Wing, Adam then SGD from epoch 40", "--config configs/stage2_bn.toml --sgd-after 40 --grad-clip 10"),
-    ("heatmap", "heatmap target (28x28, soft-argmax), Wing", "--config configs/stage2_heatmap.toml"),
-    ("mobilenet", "compact MobileNetV2-style net, Wing", "--config configs/stage2_mobilenet.toml"),
-    ("resnet18", "ResNet-18 body from scratch, Wing", "--config configs/stage2_resnet18.toml"),
-    ("stage2-split", "2x wide BN net + aug + Wing + cosine", "--config configs/stage2.toml --no-test-flip"),
-    ("stage2-split", "**stage 2**: same, test-time flip averaging", "--config configs/stage2.toml"),
+    ("stage1-split", "stage 1: plain net, MSE, Adam, no augmentation", "--config configs/stage1.toml", False),
+    ("stage1-nonorm", "stage 1 without per-image normalization", "--config configs/stage1.toml --no-normalize", False),
+    ("stage1-aug", "stage 1 + augmentation", "--config configs/stage1.toml --augment", False),
+    ("stage1-aug-cosine", "stage 1 + augmentation + cosine schedule", "--config configs/stage1.toml --augment --schedule cosine", False),
+    ("bn-mse", "batch norm + aug + warm-up/cosine, MSE", "--config configs/stage2_bn.toml --loss mse", False),
+    ("bn-l1", "same, L1", "--config configs/stage2_bn.toml --loss l1", False),
+    ("bn-smoothl1", "same, Smooth L1", "--config configs/stage2_bn.toml --loss smooth_l1", False),
+    ("bn-wing", "same, Wing", "--config configs/stage2_bn.toml --loss wing", False),
+    ("bn-wing-sgd", "same, Wing, SGD + momentum", "--config configs/stage2_bn.toml --optimizer sgd --lr 0.01 --grad-clip 10", False),
+    ("bn-wing-adam-sgd", "same, Wing, Adam then SGD from epoch 40", "--config configs/stage2_bn.toml --sgd-after 40 --grad-clip 10", False),
+    ("heatmap", "heatmap target (28x28, soft-argmax), Wing", "--config configs/stage2_heatmap.toml", False),
+    ("mobilenet", "compact MobileNetV2-style net, Wing", "--config configs/stage2_mobilenet.toml", False),
+    ("resnet18", "ResNet-18 body from scratch, Wing", "--config configs/stage2_resnet18.toml", False),
+    ("stage2-split", "2x wide BN net + aug + Wing + cosine", "--config configs/stage2.toml --no-test-flip", False),
+    ("stage2-split", "**stage 2**: same, test-time flip averaging", "--config configs/stage2.toml", True),
 ]
 CED_RUNS = ["stage1-split", "stage1-aug", "bn-wing", "heatmap", "stage2-split +flip"]
 
 
 def cpu_ms_per_face(model, config, repeats: int = 100) -> float:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     x = torch.randn(1, config.channels, config.input_size, config.input_size)
     times = []
@@ -57,7 +58,7 @@ def cpu_ms_per_face(model, config, repeats: int = 100) -> float:
             model(x)
             if i >= 10:
                 times.append(time.perf_counter() - start)
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(threads)
     return statistics.median(times) * 1000
 
 
@@ -70,14 +71,12 @@ def main(argv=None) -> int:
     entries = read_list(args.test_list).entries
     truth = np.array([e.points for e in entries])
     table, curves = [], {}
-    for name, what, flags in ROWS:
+    for name, what, flags, flip in ROWS:
         run = args.runs_dir / name
         if not (run / "last.pt").is_file():
             print(f"skipping {name}: no {run / 'last.pt'}")
             continue
         model, config, payload = load_model(run / "last.pt")
-        flip = "--no-test-flip" not in flags and ("test_flip = true" in Path(flags.split()[1]).read_text()
-                                                   if flags.startswith("--config") else False)
         config = dataclasses.replace(config, test_flip=flip)
         model = inference_net(model, flip)
         dataset = FaceLandmarksDataset(entries, size=config.input_size, channels=config.channels,
