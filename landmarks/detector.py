@@ -20,7 +20,7 @@ from .checkpoint import default_model, load_model, resolve_model
 from .cli import run_cli
 from .config import Config, config_from_dict, load_config_file
 from .data import FaceLandmarksDataset, build_lists, check_list_stage, default_cache_dir
-from .engine import Distributed, evaluate, fit, init_distributed, resolve_device
+from .engine import FACE_THRESHOLD, Distributed, evaluate, fit, init_distributed, resolve_device
 from .errors import DataError, UsageError
 from .export import FORMATS, export_model
 from .labels import read_list
@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, help="predict: picture or folder to write (default: predictions/); "
                    "export: the file to write")
     q.add_argument("--json", action="store_true", help="print predictions as JSON lines (default: text)")
-    q.add_argument("--min-face-prob", type=float, default=0.5,
-                   help="stage 3: drop candidates the classifier scores below this (default: 0.5)")
+    q.add_argument("--min-face-prob", type=float, default=FACE_THRESHOLD,
+                   help=f"stage 3: drop candidates the classifier scores below this (default: {FACE_THRESHOLD})")
     q.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="predict with PyTorch or an exported ONNX file given as --model (default: torch)")
     q.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
@@ -314,7 +314,7 @@ def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: di
     lines = []
     prob = predictions["face_prob"]
     for i, points in zip(predictions["indices"], predictions["points"]):
-        if prob is not None and prob[i] < 0.5:
+        if prob is not None and prob[i] < FACE_THRESHOLD:
             continue  # classified as a non-face: no landmarks
         entry = dataset.entries[i]
         absolute = points + entry.box[:2]

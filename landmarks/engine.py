@@ -24,6 +24,8 @@ from .metrics import landmark_metrics
 from .net import split_output
 
 log = logging.getLogger("landmarks")
+# A crop is called a face when the classifier's face probability reaches this.
+FACE_THRESHOLD = 0.5
 
 
 # ---------------------------------------------------------------- devices and ranks
@@ -135,7 +137,7 @@ def forward_step(model, batch: dict, config: Config, device) -> Step:
     return Step(total, points, prob, float(cls.detach()), float(landmark.detach()))
 
 
-def class_counts(face_prob, is_face, threshold: float = 0.5) -> dict:
+def class_counts(face_prob, is_face, threshold: float = FACE_THRESHOLD) -> dict:
     """Correct/total counts for faces and non-faces (summed over batches, then divided)."""
     predicted = face_prob >= threshold
     is_face = is_face.to(predicted.device)
@@ -238,7 +240,7 @@ def crop_to_box_pixels(points_crop: np.ndarray, boxes: np.ndarray, size: int) ->
 
 
 def evaluate(model, dataset: FaceLandmarksDataset, config: Config, device, max_steps: int = 0,
-             face_threshold: float = 0.5) -> tuple[dict, dict]:
+             face_threshold: float = FACE_THRESHOLD) -> tuple[dict, dict]:
     """Average loss and accuracy metrics (original-image pixels) -> (metrics, predictions).
 
     predictions: ``points`` [N, 21, 2] relative to each crop box in image pixels,
