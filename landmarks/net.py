@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import NUM_POINTS
 from .augment import mirror_points
@@ -27,6 +28,45 @@ def register(name: str):
     return decorate
 
 
+class _PReLUFunction(torch.autograd.Function):
+    """PReLU whose backward is made of vectorised kernels.
+
+    aten's PReLU backward runs a scalar loop on CPU; in stage-1 training it
+    took a quarter of every step. The gradients here are the same values.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return F.prelu(x, weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_positive = torch.ops.aten.threshold_backward(grad, x, 0.0)  # grad where x > 0, else 0
+        grad_negative = grad - grad_positive
+        per_channel = weight.numel() > 1
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            dims = [0, *range(2, x.dim())] if per_channel else list(range(x.dim()))
+            grad_weight = (grad_negative * x).sum(dims).reshape(weight.shape)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            slope = weight.reshape(1, -1, *[1] * (x.dim() - 2)) if per_channel else weight.reshape(())
+            grad_x = grad_negative.mul_(slope).add_(grad_positive)
+        return grad_x, grad_weight
+
+
+class PReLU(nn.PReLU):
+    """nn.PReLU (same parameters, same results) with a faster backward when training."""
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            return _PReLUFunction.apply(x, self.weight)
+        return F.prelu(x, self.weight)
+
+
 class ConvBlock(nn.Sequential):
     """Conv -> (BatchNorm) -> PReLU, kept under one name so freezing takes all three."""
 
@@ -34,13 +74,13 @@ class ConvBlock(nn.Sequential):
         layers = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(cout))
-        layers.append(nn.PReLU(cout))
+        layers.append(PReLU(cout))
         super().__init__(*layers)
 
 
 class LinearBlock(nn.Sequential):
     def __init__(self, cin, cout):
-        super().__init__(nn.Linear(cin, cout), nn.PReLU())
+        super().__init__(nn.Linear(cin, cout), PReLU())
 
 
 class LandmarkNet(nn.Module):
@@ -58,7 +98,7 @@ class LandmarkNet(nn.Module):
 
     def build_face_head(self, feature_dim: int) -> None:
         if self.classify:
-            self.face_head = nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), nn.PReLU(),
+            self.face_head = nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), PReLU(),
                                            nn.Linear(64, 2))
 
     def forward(self, x):
@@ -326,7 +366,9 @@ def build_net(name: str, channels: int = 1, size: int = 112, classify: bool = Fa
     head = getattr(net, "ip3", None) or getattr(net, "fc", None)
     if isinstance(head, nn.Linear):
         start_at_centre(head)
-    return net
+    # oneDNN convolutions run faster on channels-last (NHWC) tensors: about 15 %
+    # on stage-1 training, up to 30 % on the deeper nets (scripts/bench_train.py).
+    return net.to(memory_format=torch.channels_last)
 
 
 def layer_names(model: nn.Module) -> list[str]:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from landmarks.errors import UsageError
-from landmarks.net import NETS, build_net, freeze, layer_names, split_output
+from landmarks.net import NETS, PReLU, build_net, freeze, layer_names, split_output
 
 STAGE1_LAYERS = ["conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "ip1", "ip2", "ip3"]
 
@@ -70,3 +70,35 @@ def test_flip_average_undoes_the_mirror():
     x = torch.zeros(1, 1, 4, 4)
     x[..., :2] = 1.0  # bright left half: direct answer 1, mirrored answer 0 -> un-flipped 1 - 0 = 1
     torch.testing.assert_close(FlipAverage(ReadsLeftHalf())(x)[0, 0], torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("shape, channels, memory_format", [
+    ((4, 8, 9, 9), 8, torch.contiguous_format),
+    ((4, 8, 9, 9), 8, torch.channels_last),
+    ((4, 16), 1, torch.contiguous_format),
+])
+def test_fast_prelu_gives_the_gradients_of_torch_prelu(shape, channels, memory_format):
+    x = torch.randn(shape, dtype=torch.float64)
+    x.view(-1)[::7] = 0.0  # the kink: slope there is the weight's, as in aten
+    x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
+    grad = torch.randn(shape, dtype=torch.float64)
+    results = []
+    for module in (torch.nn.PReLU(channels), PReLU(channels)):
+        module = module.double()
+        with torch.no_grad():
+            module.weight.copy_(torch.linspace(-0.5, 0.75, channels))
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        out.backward(grad)
+        results.append((out.detach(), xi.grad, module.weight.grad))
+    for ours, theirs in zip(results[1], results[0]):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_fast_prelu_passes_gradcheck_and_respects_a_frozen_weight():
+    module = PReLU(3).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module, (x,))
+    module.weight.requires_grad_(False)
+    module(x).sum().backward()
+    assert module.weight.grad is None and x.grad is not None
