@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import sys
 from collections import defaultdict
@@ -359,9 +360,11 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
 def normalize_images(image: torch.Tensor, per_image: bool) -> torch.Tensor:
     """[B, C, H, W] in [0, 255] -> net input: per-image zero mean and unit variance, or [0, 1]."""
     if per_image:
-        mean = image.mean(dim=(1, 2, 3), keepdim=True)
-        std = image.std(dim=(1, 2, 3), keepdim=True)
-        return (image - mean) / (std + 1e-6)
+        # Two passes by hand: torch.std's reduction here costs 8x more than the rest.
+        flat = image.flatten(1)
+        centred = flat - flat.mean(1, keepdim=True)
+        std = torch.linalg.vector_norm(centred, dim=1, keepdim=True) / math.sqrt(flat.shape[1] - 1)
+        return (centred / (std + 1e-6)).reshape(image.shape)
     return image / 255.0
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from landmarks.data import (FaceLandmarksDataset, build_lists, sample_negatives, split_by_image,
+from landmarks.data import (FaceLandmarksDataset, build_lists, normalize_images, sample_negatives, split_by_image,
                             verification_picture)
 from landmarks.geometry import iou
 from landmarks.images import load_image
@@ -100,3 +100,12 @@ def test_verification_picture_is_written(sample_lists, tmp_path):
     out = verification_picture(read_list(sample_lists / "train.txt").entries, 6, tmp_path / "v.png")
     picture = cv2.imread(str(out))
     assert picture.shape == (2 * 224, 4 * 224, 3) and picture.std() > 10
+
+
+def test_per_image_normalisation_gives_zero_mean_and_unit_std():
+    images = torch.rand(5, 1, 20, 30) * torch.arange(1, 6).reshape(5, 1, 1, 1) * 50
+    out = normalize_images(images[..., 2:18, 3:27], per_image=True)  # a strided view, as a margin crop is
+    assert out.shape == (5, 1, 16, 24)
+    torch.testing.assert_close(out.mean(dim=(1, 2, 3)), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(1, 2, 3)), torch.ones(5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalize_images(images, per_image=False), images / 255)
