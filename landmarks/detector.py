@@ -20,7 +20,8 @@ from .checkpoint import default_model, load_model, resolve_model
 from .cli import run_cli
 from .config import Config, config_from_dict, load_config_file
 from .data import FaceLandmarksDataset, build_lists, check_list_stage, default_cache_dir
-from .engine import FACE_THRESHOLD, Distributed, evaluate, fit, init_distributed, resolve_device
+from .engine import (FACE_THRESHOLD, Distributed, evaluate, fit, init_distributed, keep_freed_memory,
+                     resolve_device)
 from .errors import DataError, UsageError
 from .export import FORMATS, export_model
 from .labels import read_list
@@ -226,6 +227,7 @@ def load_for_inference(args):
 
 def phase_train(args, finetune: bool = False) -> int:
     device = resolve_device(args.device)
+    keep_freed_memory()
     ranks = init_distributed(device)
     if ranks.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
