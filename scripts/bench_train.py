@@ -1,9 +1,16 @@
-"""Stage-1 training throughput: a course-style per-sample pipeline against ours.
+"""Stage-1 training throughput: the course's design against ours.
 
 (a) course style: a Dataset that opens the JPEG with PIL, crops, resizes and
-    converts every sample of every epoch (augmentation per sample with PIL);
-(b) ours: crops decoded once into memory, augmentation on whole batches.
-Both train the same stage-1 net with the same batch size on the same machine.
+    converts every sample of every epoch (augmentation per sample with PIL),
+    feeding the stage-1 net in stock PyTorch modules (nn.PReLU, NCHW tensors)
+    and a stock Adam;
+(b) ours: crops decoded once into memory, augmentation on whole batches,
+    feeding the same net as the train phase runs it (faster PReLU backward,
+    channels-last tensors, fused Adam, freed memory kept for reuse);
+(c) our data path feeding (a)'s net: what the data path alone gains.
+Same architecture, batch size, loss and machine. Each pipeline runs in its own
+process (so (a) keeps the C library's default allocator), and they take turns in
+slices so that a machine that changes speed during the run affects all alike.
 
     python scripts/bench_train.py --list lists/split/train.txt [--augment] [--full]
 """
@@ -11,7 +18,9 @@ Both train the same stage-1 net with the same batch size on the same machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
+import multiprocessing
 import os
 import random
 import subprocess
@@ -27,10 +36,10 @@ from PIL import Image
 from landmarks.config import Config
 from landmarks.data import FaceLandmarksDataset
 from landmarks.detector import STANDARD_AUGMENT
-from landmarks.engine import forward_step
+from landmarks.engine import forward_step, keep_freed_memory, make_optimizer
 from landmarks.geometry import flip_points
 from landmarks.labels import read_list
-from landmarks.net import build_net
+from landmarks.net import PReLU, build_net
 
 
 class CourseStyleDataset(torch.utils.data.Dataset):
@@ -66,20 +75,66 @@ class CourseStyleDataset(torch.utils.data.Dataset):
                 "is_face": torch.tensor(True), "index": torch.tensor(index)}
 
 
-def train_steps(model, batches, config, max_samples):
-    """Train on batches until ``max_samples``; -> (samples, seconds)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    seen, start = 0, time.perf_counter()
-    for batch in batches:
-        out = forward_step(model, batch, config, torch.device("cpu"))
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        seen += len(batch["index"])
-        if seen >= max_samples:
-            break
-    return seen, time.perf_counter() - start
+def stock_stage1_net() -> torch.nn.Module:
+    """The stage-1 net as the course writes it: torch's own PReLU, NCHW tensors."""
+    net = build_net("stage1")
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, PReLU):
+                stock = torch.nn.PReLU(child.num_parameters)
+                stock.weight = child.weight
+                setattr(module, name, stock)
+    return net.to(memory_format=torch.contiguous_format)
+
+
+class Trainer:
+    """Stage-1 training fed by an endless stream of batches, timed in slices."""
+
+    def __init__(self, batch_epochs, config, ours: bool):
+        self.model = (build_net("stage1") if ours else stock_stage1_net()).train()
+        self.optimizer = (make_optimizer("adam", self.model.parameters(), config, 1e-3) if ours
+                          else torch.optim.Adam(self.model.parameters(), lr=1e-3))
+        self.batches = itertools.chain.from_iterable(batch_epochs)
+        self.config = config
+
+    def train(self, samples: int) -> tuple[int, float]:
+        """Train on at least ``samples`` samples; -> (samples, seconds)."""
+        seen, start = 0, time.perf_counter()
+        while seen < samples:
+            batch = next(self.batches)
+            out = forward_step(self.model, batch, self.config, torch.device("cpu"))
+            self.optimizer.zero_grad()
+            out.loss.backward()
+            self.optimizer.step()
+            seen += len(batch["index"])
+        return seen, time.perf_counter() - start
+
+
+def build_trainer(kind: str, list_path: Path, augment: bool, workers: int) -> tuple[Trainer, float]:
+    """Pipeline ``kind`` (a, b or c, see the module text); -> (trainer, seconds spent decoding up front)."""
+    config = Config()
+    entries = read_list(list_path).entries
+    torch.manual_seed(0)
+    if kind == "a":
+        course = CourseStyleDataset(entries, augment=augment)
+        loader = torch.utils.data.DataLoader(course, batch_size=config.batch_size, shuffle=True, num_workers=workers)
+        return Trainer(itertools.repeat(loader), config, ours=False), 0.0
+    keep_freed_memory()  # as the train phase does
+    start = time.perf_counter()
+    dataset = FaceLandmarksDataset(entries, augment=STANDARD_AUGMENT if augment else None)
+    decode = time.perf_counter() - start
+    generator = torch.Generator().manual_seed(0)
+    epochs = (dataset.batches(config.batch_size, shuffle=True, generator=generator) for _ in itertools.count())
+    return Trainer(epochs, config, ours=kind == "b"), decode
+
+
+def serve(kind: str, list_path: Path, augment: bool, workers: int, connection) -> None:
+    """A pipeline's own process: build it, warm it up, then train as many samples as asked and send the time."""
+    trainer, decode = build_trainer(kind, list_path, augment, workers)
+    trainer.train(2 * trainer.config.batch_size)  # first-call set-up is not throughput
+    connection.send(decode)
+    while samples := connection.recv():
+        connection.send(trainer.train(samples))
 
 
 def main(argv=None) -> int:
@@ -87,33 +142,50 @@ def main(argv=None) -> int:
     parser.add_argument("--list", type=Path, default=Path("lists/split/train.txt"), help="(default: %(default)s)")
     parser.add_argument("--augment", action="store_true", help="flip + rotation in (a), the standard set in (b)")
     parser.add_argument("--samples", type=int, default=0, help="samples to time each way (default: one epoch)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="the pipelines take turns in this many slices, so a machine that speeds up or "
+                             "slows down during the run affects them alike (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for (a) (default: 0, as the course)")
     parser.add_argument("--full", action="store_true",
                         help="also time a whole default stage-1 training run (configs/stage1.toml) on --list")
     args = parser.parse_args(argv)
-    entries = read_list(args.list).entries
-    samples = args.samples or len(entries)
-    config = Config()
+    faces = len(read_list(args.list).entries)
+    samples = args.samples or faces
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{len(entries)} faces in {args.list}; augmentation {'on' if args.augment else 'off'}")
+          f"{faces} faces in {args.list}; augmentation {'on' if args.augment else 'off'}")
 
-    torch.manual_seed(0)
-    course = CourseStyleDataset(entries, augment=args.augment)
-    loader = torch.utils.data.DataLoader(course, batch_size=config.batch_size, shuffle=True, num_workers=args.workers)
-    n_a, t_a = train_steps(build_net("stage1"), loader, config, samples)
+    # Each pipeline runs in its own fresh process, as it would in use; only one works at a time.
+    context = multiprocessing.get_context("spawn")
+    pipelines, decode = {}, {}
+    for kind in "abc":
+        ours, theirs = context.Pipe()
+        process = context.Process(target=serve, args=(kind, args.list, args.augment, args.workers, theirs))
+        process.start()
+        pipelines[kind] = (process, ours)
+        decode[kind] = ours.recv()  # built and warmed up before the next one starts
 
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ours = FaceLandmarksDataset(entries, augment=STANDARD_AUGMENT if args.augment else None)
-    decode = time.perf_counter() - start
-    batches = ours.batches(config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
-    n_b, t_b = train_steps(build_net("stage1"), batches, config, samples)
+    totals = {kind: [0, 0.0] for kind in pipelines}
+    ratios = []
+    for _ in range(args.rounds):
+        rates = {}
+        for kind, (_, connection) in pipelines.items():
+            connection.send(max(1, samples // args.rounds))
+            n, seconds = connection.recv()
+            totals[kind][0] += n
+            totals[kind][1] += seconds
+            rates[kind] = n / seconds
+        ratios.append(rates["b"] / rates["a"])
+    for process, connection in pipelines.values():
+        connection.send(0)
+        process.join()
 
-    rate_a, rate_b = n_a / t_a, n_b / t_b
-    print(f"(a) course style: {rate_a:8.0f} samples/s, {len(entries) / rate_a:6.2f} s/epoch")
-    print(f"(b) ours:         {rate_b:8.0f} samples/s, {len(entries) / rate_b:6.2f} s/epoch "
-          f"(+ {decode:.1f} s once to decode and crop)")
-    print(f"speed-up: {rate_b / rate_a:.1f}x")
+    rate = {kind: n / seconds for kind, (n, seconds) in totals.items()}
+    print(f"(a) course style: {rate['a']:8.0f} samples/s, {faces / rate['a']:6.2f} s/epoch")
+    print(f"(b) ours:         {rate['b']:8.0f} samples/s, {faces / rate['b']:6.2f} s/epoch "
+          f"(+ {decode['b']:.1f} s once to decode and crop)")
+    print(f"speed-up (b)/(a): {rate['b'] / rate['a']:.1f}x "
+          f"(per round: {min(ratios):.1f}x to {max(ratios):.1f}x over {args.rounds} rounds)")
+    print(f"(c) our data path feeding (a)'s net: {rate['c']:8.0f} samples/s, {rate['c'] / rate['a']:.1f}x (a)")
     if args.full:
         with tempfile.TemporaryDirectory() as tmp:
             command = [sys.executable, "-m", "landmarks.detector", "--phase", "train", "--config", "configs/stage1.toml",
