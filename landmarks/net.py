@@ -366,8 +366,7 @@ def build_net(name: str, channels: int = 1, size: int = 112, classify: bool = Fa
     head = getattr(net, "ip3", None) or getattr(net, "fc", None)
     if isinstance(head, nn.Linear):
         start_at_centre(head)
-    # oneDNN convolutions run faster on channels-last (NHWC) tensors: about 15 %
-    # on stage-1 training, up to 30 % on the deeper nets (scripts/bench_train.py).
+    # oneDNN convolutions run faster on channels-last (NHWC) tensors, for every net here.
     return net.to(memory_format=torch.channels_last)
 
 
