@@ -97,15 +97,17 @@ class Trainer:
         self.batches = itertools.chain.from_iterable(batch_epochs)
         self.config = config
 
-    def train(self, samples: int) -> tuple[int, float]:
-        """Train on at least ``samples`` samples; -> (samples, seconds)."""
+    def train(self, samples: int, step: bool = True) -> tuple[int, float]:
+        """Train on at least ``samples`` samples (only make their batches when not ``step``);
+        -> (samples, seconds)."""
         seen, start = 0, time.perf_counter()
         while seen < samples:
             batch = next(self.batches)
-            out = forward_step(self.model, batch, self.config, torch.device("cpu"))
-            self.optimizer.zero_grad()
-            out.loss.backward()
-            self.optimizer.step()
+            if step:
+                out = forward_step(self.model, batch, self.config, torch.device("cpu"))
+                self.optimizer.zero_grad()
+                out.loss.backward()
+                self.optimizer.step()
             seen += len(batch["index"])
         return seen, time.perf_counter() - start
 
@@ -129,12 +131,13 @@ def build_trainer(kind: str, list_path: Path, augment: bool, workers: int) -> tu
 
 
 def serve(kind: str, list_path: Path, augment: bool, workers: int, connection) -> None:
-    """A pipeline's own process: build it, warm it up, then train as many samples as asked and send the time."""
+    """A pipeline's own process: build it, warm it up, then train (or only batch) as many samples
+    as asked and send the time; None ends it."""
     trainer, decode = build_trainer(kind, list_path, augment, workers)
     trainer.train(2 * trainer.config.batch_size)  # first-call set-up is not throughput
     connection.send(decode)
-    while samples := connection.recv():
-        connection.send(trainer.train(samples))
+    while (request := connection.recv()) is not None:
+        connection.send(trainer.train(*request))
 
 
 def main(argv=None) -> int:
@@ -169,14 +172,18 @@ def main(argv=None) -> int:
     for _ in range(args.rounds):
         rates = {}
         for kind, (_, connection) in pipelines.items():
-            connection.send(max(1, samples // args.rounds))
+            connection.send((max(1, samples // args.rounds), True))
             n, seconds = connection.recv()
             totals[kind][0] += n
             totals[kind][1] += seconds
             rates[kind] = n / seconds
         ratios.append(rates["b"] / rates["a"])
+    connection = pipelines["b"][1]
+    connection.send((samples, False))
+    n, seconds = connection.recv()
+    data_ms = 1000 * seconds / n
     for process, connection in pipelines.values():
-        connection.send(0)
+        connection.send(None)
         process.join()
 
     rate = {kind: n / seconds for kind, (n, seconds) in totals.items()}
@@ -185,6 +192,8 @@ def main(argv=None) -> int:
           f"(+ {decode['b']:.1f} s once to decode and crop)")
     print(f"speed-up (b)/(a): {rate['b'] / rate['a']:.1f}x "
           f"(per round: {min(ratios):.1f}x to {max(ratios):.1f}x over {args.rounds} rounds)")
+    print(f"(b)'s data path alone (batches made, no training): {data_ms:.3f} ms a sample, "
+          f"so (b)'s net step takes {1000 / rate['b'] - data_ms:.3f} ms")
     print(f"(c) our data path feeding (a)'s net: {rate['c']:8.0f} samples/s, {rate['c'] / rate['a']:.1f}x (a)")
     if args.full:
         with tempfile.TemporaryDirectory() as tmp:
