@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -251,6 +252,27 @@ def cache_key(entries: list[ListEntry], settings: CropSettings) -> str:
     return digest.hexdigest()[:20]
 
 
+def store_crops(path: Path, crops: np.ndarray, kept: np.ndarray) -> None:
+    """Write a crop cache file whole or not at all.
+
+    Each writer uses its own temporary file, so runs started together on the same
+    list do not collide; a cache that cannot be written costs only the next decode.
+    """
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp",
+                                         delete=False) as handle:
+            tmp = Path(handle.name)
+            np.savez(handle, crops=crops, kept=kept)
+        os.replace(tmp, path)
+    except OSError as error:
+        log.warning("%s: could not write the crop cache (%s); the crops will be decoded again next time",
+                    path, error.strerror or error)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "landmarks"
@@ -305,10 +327,7 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
                     log.warning("%s: unreadable crop cache, rebuilding it", path)
         crops, kept = cut_crops(entries, self.settings, workers, self.report, progress)
         if path and len(kept) == len(entries):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, crops=crops, kept=kept)
-            os.replace(tmp, path)
+            store_crops(path, crops, kept)
         return crops, kept
 
     @property

@@ -109,3 +109,62 @@ def test_per_image_normalisation_gives_zero_mean_and_unit_std():
     torch.testing.assert_close(out.mean(dim=(1, 2, 3)), torch.zeros(5), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.std(dim=(1, 2, 3)), torch.ones(5), atol=1e-4, rtol=0)
     torch.testing.assert_close(normalize_images(images, per_image=False), images / 255)
+
+
+def _two_face_entries(tmp_path):
+    from landmarks.labels import ListEntry
+    points = np.tile([[30.0, 40.0]], (21, 1))
+    return [ListEntry(write_image(tmp_path / f"{name}.png", seed=seed), np.array([10.0, 10.0, 90.0, 90.0]), points)
+            for name, seed in (("a", 1), ("b", 2))]
+
+
+def test_crop_cache_is_reused_and_a_changed_list_or_image_rebuilds_it(tmp_path, monkeypatch):
+    import landmarks.data
+    entries = _two_face_entries(tmp_path)
+    cache = tmp_path / "cache"
+    first = FaceLandmarksDataset(entries, cache_dir=cache)
+    cut_crops = landmarks.data.cut_crops
+    calls = []
+    monkeypatch.setattr(landmarks.data, "cut_crops", lambda *args, **kw: calls.append(1) or cut_crops(*args, **kw))
+    again = FaceLandmarksDataset(entries, cache_dir=cache)
+    assert calls == [] and torch.equal(again[1]["image"], first[1]["image"])
+    entries[0].box[2] -= 4  # another box: other crops
+    FaceLandmarksDataset(entries, cache_dir=cache)
+    write_image(entries[1].image, width=130, seed=9)  # another picture under the same name
+    changed = FaceLandmarksDataset(entries, cache_dir=cache)
+    assert len(calls) == 2 and len(list(cache.glob("crops-*.npz"))) == 3
+    assert not torch.equal(changed[1]["image"], first[1]["image"])
+
+
+def test_crop_cache_writers_started_together_do_not_collide(tmp_path):
+    import threading
+    from landmarks.data import store_crops
+    path = tmp_path / "cache" / "crops-x.npz"
+    crops, kept = np.zeros((3, 8, 8), np.uint8), np.arange(3)
+    start, failures = threading.Barrier(8), []
+
+    def write():
+        start.wait()
+        try:
+            store_crops(path, crops, kept)
+        except Exception as error:  # noqa: BLE001 - any failure is the finding
+            failures.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with np.load(path) as stored:
+        assert np.array_equal(stored["kept"], kept)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left behind
+
+
+def test_an_unwritable_crop_cache_only_warns(tmp_path, caplog):
+    entries = _two_face_entries(tmp_path)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    dataset = FaceLandmarksDataset(entries, cache_dir=blocked / "cache")
+    assert len(dataset) == 2
+    assert "could not write the crop cache" in caplog.text
