@@ -3,9 +3,17 @@
 # (lists/split: 90/10 by image, seed 0), each a row of docs/results.md.
 #   python -m landmarks.data --data-dir ../shared/course-data --out-dir lists/split --test-ratio 0.1 --seed 0
 # Then: python scripts/results_table.py
+# Arguments name the runs to do (default: all); runs with a last.pt are skipped. Two at a time,
+# one thread each, as docs/results.md was made:
+#   OMP_NUM_THREADS=1 scripts/stage2_experiments.sh mobilenet stage1-split ... &
+#   OMP_NUM_THREADS=1 scripts/stage2_experiments.sh stage2-split bn-wing-sgd ...
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-train() { [ -f "runs/$1/last.pt" ] || $PY -m landmarks.detector --phase train --list-dir lists/split --quiet --run-name "$@"; }
+ONLY=" $* "
+train() {
+    [ "$ONLY" = "  " ] || [[ "$ONLY" == *" $1 "* ]] || return 0
+    [ -f "runs/$1/last.pt" ] || $PY -m landmarks.detector --phase train --list-dir lists/split --quiet --run-name "$@"
+}
 train stage1-split --config configs/stage1.toml
 train stage1-nonorm --config configs/stage1.toml --no-normalize
 train stage1-aug --config configs/stage1.toml --augment
