@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import zipfile
 from importlib import resources
@@ -13,6 +12,7 @@ import torch
 
 from .config import Config, config_from_dict
 from .errors import DataError, UsageError
+from .files import atomic_write
 from .net import LandmarkNet, build_net
 
 FORMAT = "landmarks-checkpoint"
@@ -26,12 +26,8 @@ def save_checkpoint(path, model: torch.nn.Module, config: Config, **state) -> No
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     payload = {"format": FORMAT, "version": VERSION, "model": model.state_dict(),
                "config": config.to_dict(), **state}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path) as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def shipped_models() -> list[str]:

@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from . import NUM_POINTS
 from .augment import AugmentSettings, build_augmentation
 from .cli import run_cli
 from .errors import DataError, UsageError
+from .files import atomic_write
 from .geometry import crop_box, expand_box, iou, to_crop
 from .images import crop_resize, image_size, load_image
 from .labels import Annotation, LandmarkList, ListEntry, Report, read_label_file, read_list, write_list
@@ -255,22 +255,16 @@ def cache_key(entries: list[ListEntry], settings: CropSettings) -> str:
 def store_crops(path: Path, crops: np.ndarray, kept: np.ndarray) -> None:
     """Write a crop cache file whole or not at all.
 
-    Each writer uses its own temporary file, so runs started together on the same
-    list do not collide; a cache that cannot be written costs only the next decode.
+    Runs started together on the same list do not collide (see atomic_write); a
+    cache that cannot be written costs only the next decode.
     """
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp",
-                                         delete=False) as handle:
-            tmp = Path(handle.name)
+        with atomic_write(path) as handle:
             np.savez(handle, crops=crops, kept=kept)
-        os.replace(tmp, path)
     except OSError as error:
         log.warning("%s: could not write the crop cache (%s); the crops will be decoded again next time",
                     path, error.strerror or error)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def default_cache_dir() -> Path:

@@ -20,6 +20,7 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .config import DEFAULT_LR, Config
 from .data import FaceLandmarksDataset
 from .errors import TrainingDiverged, UsageError
+from .files import atomic_write
 from .losses import point_loss, stage3_loss
 from .metrics import landmark_metrics
 from .net import split_output
@@ -370,10 +371,9 @@ def plot_history(history: list[dict], out_png: Path) -> None:
         acc.grid(alpha=0.3)
         acc.legend(loc="lower right")
     fig.tight_layout()
-    tmp = out_png.with_name(".loss.tmp.png")
-    fig.savefig(tmp)
+    with atomic_write(out_png) as handle:
+        fig.savefig(handle, format="png")
     plt.close(fig)
-    os.replace(tmp, out_png)
 
 
 def format_duration(seconds: float) -> str:

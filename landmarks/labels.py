@@ -18,6 +18,7 @@ import numpy as np
 
 from . import NUM_POINTS
 from .errors import DataError, UsageError
+from .files import atomic_write
 from .images import image_size
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,5 @@ def write_list(path, entries: list[ListEntry], labelled: bool = False) -> None:
         raise UsageError("a list with non-face entries must be written with labels")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(format_list_line(entry, path.parent, labelled) + "\n" for entry in entries)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        handle.write(text.encode("utf-8"))
