@@ -48,19 +48,19 @@ ROWS = [
 CED_RUNS = ["stage1-split", "stage1-aug", "bn-wing", "heatmap", "stage2-split +flip"]
 
 
-def cpu_ms_per_face(models: list, config_of: list, rounds: int = 7, calls: int = 40) -> list[float]:
-    """Per model, the median call time of its calmest block. The models take turns,
+def cpu_ms_per_face(models: list, rounds: int = 7, calls: int = 40) -> list[float]:
+    """Per (model, config), the median call time of its calmest block. The models take turns,
     block by block, so a shared machine's busy spells fall on all of them alike."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    inputs = [torch.randn(1, c.channels, c.input_size, c.input_size) for c in config_of]
+    inputs = [torch.randn(1, c.channels, c.input_size, c.input_size) for _, c in models]
     best = [math.inf] * len(models)
     with torch.inference_mode():
-        for model, x in zip(models, inputs):
+        for (model, _), x in zip(models, inputs):
             for _ in range(10):
                 model(x)
         for _ in range(rounds):
-            for i, (model, x) in enumerate(zip(models, inputs)):
+            for i, ((model, _), x) in enumerate(zip(models, inputs)):
                 times = []
                 for _ in range(calls):
                     start = time.perf_counter()
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     entries = read_list(args.test_list).entries
     truth = np.array([e.points for e in entries])
-    table, curves = [], {}
+    table, models, curves = [], [], {}
     for name, what, flags, flip in ROWS:
         run = args.runs_dir / name
         if not (run / "last.pt").is_file():
@@ -95,12 +95,10 @@ def main(argv=None) -> int:
         curves[name] = nme(predictions["points"], truth, interocular_normaliser(truth))
         history = list(csv.DictReader(open(run / "history.csv")))
         minutes = sum(float(r["seconds"]) for r in history) / 60
-        table.append([name, what, flags, metrics, count_parameters(model), (model.eval(), config), minutes,
-                      len(history)])
+        table.append((name, what, flags, metrics, count_parameters(model), minutes, len(history)))
+        models.append((model.eval(), config))
         print(f"{name}: NME_box {metrics['nme_box']:.2f}%")
-    timings = cpu_ms_per_face([row[5][0] for row in table], [row[5][1] for row in table])
-    for row, ms in zip(table, timings):
-        row[5] = ms
+    table = [(*row[:5], ms, *row[5:]) for row, ms in zip(table, cpu_ms_per_face(models))]
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Stage-2 results",
