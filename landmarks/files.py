@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -18,8 +18,9 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     new one, and writers started together do not share a temporary name.
     """
     path = Path(path)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    tmp = Path(handle.name)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # os.open, not tempfile: the file gets the permissions the umask allows, as open() would give it.
+    handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
     try:
         with handle:
             yield handle
