@@ -138,7 +138,9 @@ class Step:
 
 
 def forward_step(model, batch: dict, config: Config, device) -> Step:
-    image = batch["image"].to(device, non_blocking=True, memory_format=torch.channels_last)
+    image = batch["image"].to(device, non_blocking=True)
+    if not image.is_contiguous(memory_format=torch.channels_last):  # .to(memory_format=...) would always copy
+        image = image.contiguous(memory_format=torch.channels_last)
     target = batch["points"].to(device, non_blocking=True)
     is_face = batch["is_face"].to(device, non_blocking=True)
     points, logits = split_output(model(image))
