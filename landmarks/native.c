@@ -109,16 +109,81 @@ static inline __attribute__((always_inline)) void conv_block(const layer_t *l, c
     for (int b = 0; b < nb; b++) STORE(z + (ox0 + b) * cout + cb * 8, acc[b]);
 }
 
+/* conv_row for the stage-1 first layer on gray images (1 input channel, 5x5, 8 outputs):
+ * the 25 weight vectors stay in registers while four outputs are summed at a time. */
+static void conv_row_gray5(const layer_t *l, const float *in_row, float *z)
+{
+    const int64_t width = 2 * l->pooled, size = l->size, s = l->stride;
+    v8 w[25];
+    #pragma GCC unroll 25
+    for (int t = 0; t < 25; t++) w[t] = LOAD(l->wt + t * 8);
+    const v8 bias = LOAD(l->bias);
+    int64_t ox = 0;
+    for (; ox + 4 <= width; ox += 4) {
+        v8 z0 = bias, z1 = bias, z2 = bias, z3 = bias;
+        const float *r = in_row + ox * s;
+        #pragma GCC unroll 5
+        for (int ky = 0; ky < 5; ky++)
+            #pragma GCC unroll 5
+            for (int kx = 0; kx < 5; kx++) {
+                const float *p = r + ky * size + kx;
+                z0 += w[ky * 5 + kx] * splat(p[0]);
+                z1 += w[ky * 5 + kx] * splat(p[s]);
+                z2 += w[ky * 5 + kx] * splat(p[2 * s]);
+                z3 += w[ky * 5 + kx] * splat(p[3 * s]);
+            }
+        STORE(z + (ox + 0) * 8, z0);
+        STORE(z + (ox + 1) * 8, z1);
+        STORE(z + (ox + 2) * 8, z2);
+        STORE(z + (ox + 3) * 8, z3);
+    }
+    for (; ox < width; ox++) {
+        v8 z0 = bias;
+        const float *r = in_row + ox * s;
+        #pragma GCC unroll 5
+        for (int ky = 0; ky < 5; ky++)
+            #pragma GCC unroll 5
+            for (int kx = 0; kx < 5; kx++) z0 += w[ky * 5 + kx] * splat(r[ky * size + kx]);
+        STORE(z + ox * 8, z0);
+    }
+}
+
+static int is_gray5(const layer_t *l) { return l->cin == 1 && l->k == 5 && l->cout == 8; }
+
 /* z[ox][c]: pre-activations of conv row oy of sample n. */
 static void conv_row(const layer_t *l, int64_t n, int64_t oy, float *z)
 {
     const int64_t width = 2 * l->pooled;
     const float *in_row = l->in + (n * l->size + oy * l->stride) * l->size * l->cin;
+    if (is_gray5(l)) {
+        conv_row_gray5(l, in_row, z);
+        return;
+    }
     for (int64_t cb = 0; cb < l->cout / 8; cb++) {
         int64_t ox = 0;
         for (; ox + 4 <= width; ox += 4) conv_block(l, in_row, z, ox, 4, cb);
         for (; ox < width; ox++) conv_block(l, in_row, z, ox, 1, cb);
     }
+}
+
+/* Weight gradient of one conv row for the stage-1 first layer on gray images
+ * (1 input channel, 5x5, 8 outputs): the 25 sums stay in registers. */
+static void weight_grad_row_gray5(const float *in_row, const float *gz, float *gw, int64_t width,
+                                  int64_t size, int64_t stride)
+{
+    v8 sum[25];
+    #pragma GCC unroll 25
+    for (int t = 0; t < 25; t++) sum[t] = splat(0.f);
+    for (int64_t ox = 0; ox < width; ox++) {
+        const v8 g = LOAD(gz + ox * 8);
+        const float *r = in_row + ox * stride;
+        #pragma GCC unroll 5
+        for (int ky = 0; ky < 5; ky++)
+            #pragma GCC unroll 5
+            for (int kx = 0; kx < 5; kx++) sum[ky * 5 + kx] += g * splat(r[ky * size + kx]);
+    }
+    #pragma GCC unroll 25
+    for (int t = 0; t < 25; t++) STORE(gw + t * 8, LOAD(gw + t * 8) + sum[t]);
 }
 
 static int layer_unsupported(int64_t size, int64_t cin, int64_t cout, int64_t k, int64_t stride)
@@ -200,6 +265,10 @@ int conv_prelu_pool_backward(const float *in, const float *wt, const float *bias
                         STORE(ga + cb * 8, sa);
                     }
                     const float *in_row = in + (n * size + oy * stride) * size * cin;
+                    if (is_gray5(&l)) {
+                        weight_grad_row_gray5(in_row, z, gw, width, size, stride);
+                        continue;
+                    }
                     for (int64_t ky = 0; ky < k; ky++)
                         for (int64_t i = 0; i < k * cin; i++) {
                             const float *r = in_row + ky * size * cin + i;
