@@ -303,3 +303,78 @@ int conv_prelu_pool_backward(const float *in, const float *wt, const float *bias
     free(partial);
     return 0;
 }
+
+/* ---- PReLU -> 2x2 average pooling (ceil mode) ----------------------------
+ * x: [batch, h, w, c]; out: [batch, (h + 1) / 2, (w + 1) / 2, c].  A window cut by
+ * the edge averages the values it covers, as torch's avg_pool2d(ceil_mode=True).
+ */
+static int pool_unsupported(int64_t h, int64_t w, int64_t c)
+{
+    return h < 1 || w < 1 || c < 8 || c % 8 || c > MAX_CHANNELS;
+}
+
+int prelu_pool_forward(const float *x, const float *slope, float *out, int64_t batch, int64_t h,
+                       int64_t w, int64_t c, int threads)
+{
+    if (pool_unsupported(h, w, c) || threads < 1) return -1;
+    const int64_t ph = (h + 1) / 2, pw = (w + 1) / 2;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t row = 0; row < batch * ph; row++) {
+        const int64_t n = row / ph, py = row % ph, rows = (2 * py + 1 < h) ? 2 : 1;
+        for (int64_t px = 0; px < pw; px++) {
+            const int64_t cols = (2 * px + 1 < w) ? 2 : 1;
+            const v8 scale = splat(1.f / (float)(rows * cols));
+            for (int64_t cb = 0; cb < c / 8; cb++) {
+                const v8 a = LOAD(slope + cb * 8);
+                v8 sum = splat(0.f);
+                for (int64_t dy = 0; dy < rows; dy++)
+                    for (int64_t dx = 0; dx < cols; dx++) {
+                        v8 v = LOAD(x + ((n * h + 2 * py + dy) * w + 2 * px + dx) * c + cb * 8);
+                        sum += select8(v > 0, v, a * v);
+                    }
+                STORE(out + ((n * ph + py) * pw + px) * c + cb * 8, sum * scale);
+            }
+        }
+    }
+    return 0;
+}
+
+/* grad: [batch, (h + 1) / 2, (w + 1) / 2, c] -> grad_x [batch, h, w, c], grad_slope [c]. */
+int prelu_pool_backward(const float *x, const float *slope, const float *grad, float *grad_x,
+                        float *grad_slope, int64_t batch, int64_t h, int64_t w, int64_t c, int threads)
+{
+    if (pool_unsupported(h, w, c) || threads < 1) return -1;
+    const int64_t ph = (h + 1) / 2, pw = (w + 1) / 2;
+    double *partial = calloc((size_t)threads * c, sizeof(double));
+    if (!partial) return -1;
+    #pragma omp parallel num_threads(threads)
+    {
+        double *mine = partial + (int64_t)thread_index() * c;
+        float sums[MAX_CHANNELS];
+        #pragma omp for schedule(static)
+        for (int64_t row = 0; row < batch * h; row++) {
+            const int64_t n = row / h, y = row % h, py = y / 2, rows = (2 * py + 1 < h) ? 2 : 1;
+            for (int64_t i = 0; i < c; i++) sums[i] = 0.f;
+            for (int64_t xx = 0; xx < w; xx++) {
+                const int64_t px = xx / 2, cols = (2 * px + 1 < w) ? 2 : 1;
+                const v8 scale = splat(1.f / (float)(rows * cols));
+                const float *g_at = grad + ((n * ph + py) * pw + px) * c;
+                const int64_t at = ((n * h + y) * w + xx) * c;
+                for (int64_t cb = 0; cb < c / 8; cb++) {
+                    const v8 a = LOAD(slope + cb * 8), g = LOAD(g_at + cb * 8) * scale, v = LOAD(x + at + cb * 8);
+                    const m8 positive = v > 0;
+                    STORE(grad_x + at + cb * 8, select8(positive, g, a * g));
+                    STORE(sums + cb * 8, LOAD(sums + cb * 8) + select8(positive, splat(0.f), g * v));
+                }
+            }
+            for (int64_t i = 0; i < c; i++) mine[i] += sums[i];
+        }
+    }
+    for (int64_t i = 0; i < c; i++) {
+        double total = 0;
+        for (int t = 0; t < threads; t++) total += partial[(int64_t)t * c + i];
+        grad_slope[i] = (float)total;
+    }
+    free(partial);
+    return 0;
+}

@@ -6,7 +6,8 @@ arithmetic, and PyTorch's separate tensor ops pass over the data many times:
 * the first layer (5x5 convolution -> PReLU -> 2x2 average pooling) writes and
   re-reads a full-resolution activation that is 6 MB at batch 64; the fused
   kernel never stores it (backward recomputes it a row at a time);
-* PReLU's backward takes five passes as tensor ops; the kernel takes one.
+* PReLU's backward takes five passes as tensor ops; the kernel takes one, and
+  one more kernel each way does PReLU and the 2x2 pooling after it together.
 
 ``landmarks/native.c`` is compiled once per machine with ``cc -O3 -march=native
 -fopenmp`` (about a second) into the user's cache folder and loaded with ctypes;
@@ -89,7 +90,10 @@ def build(cache_dir: Path, compiler: str = "cc") -> Kernels:
     lib.prelu_backward.argtypes = [pointer] * 5 + [int64] * 2 + [ctypes.c_int]
     lib.conv_prelu_pool_forward.argtypes = [pointer] * 5 + [int64] * 6 + [ctypes.c_int]
     lib.conv_prelu_pool_backward.argtypes = [pointer] * 8 + [int64] * 6 + [ctypes.c_int]
-    for function in (lib.prelu_backward, lib.conv_prelu_pool_forward, lib.conv_prelu_pool_backward):
+    lib.prelu_pool_forward.argtypes = [pointer] * 3 + [int64] * 4 + [ctypes.c_int]
+    lib.prelu_pool_backward.argtypes = [pointer] * 5 + [int64] * 4 + [ctypes.c_int]
+    for function in (lib.prelu_backward, lib.conv_prelu_pool_forward, lib.conv_prelu_pool_backward,
+                     lib.prelu_pool_forward, lib.prelu_pool_backward):
         function.restype = ctypes.c_int
     return Kernels(lib, f"native kernels on: {library}")
 
@@ -183,3 +187,41 @@ class ConvPReLUPool(torch.autograd.Function):
         scalar_slope = ctx.slope_shape.numel() == 1
         grad_slope = (grad_slopes.sum() if scalar_slope else grad_slopes).reshape(ctx.slope_shape)
         return None, grad_weight, grad_bias, grad_slope, None, None
+
+
+def prelu_pool_supported(x: torch.Tensor, slope: torch.Tensor) -> bool:
+    """Whether :class:`PReLUPool` takes ``x``: float32 channels-last on the CPU, channels a multiple of 8."""
+    return (x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[1] % 8 == 0
+            and x.shape[1] <= 1024 and slope.numel() in (1, x.shape[1])
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+class PReLUPool(torch.autograd.Function):
+    """avg_pool2d(prelu(x, slope), 2, ceil_mode=True) in one kernel each way.
+    Check :func:`prelu_pool_supported` first."""
+
+    @staticmethod
+    def forward(ctx, x, slope, lib):
+        batch, channels, h, w = x.shape
+        slopes = slope.detach().expand(channels).contiguous()
+        out = torch.empty((batch, channels, (h + 1) // 2, (w + 1) // 2), memory_format=torch.channels_last)
+        threads = _threads(x.numel())
+        if lib.prelu_pool_forward(x.data_ptr(), slopes.data_ptr(), out.data_ptr(), batch, h, w, channels, threads):
+            raise ValueError(f"PReLUPool: unsupported shape {tuple(x.shape)}")
+        ctx.save_for_backward(x, slopes)
+        ctx.threads, ctx.lib, ctx.slope_shape = threads, lib, slope.shape
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, slopes = ctx.saved_tensors
+        grad = grad.float().contiguous(memory_format=torch.channels_last)
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        grad_slopes = torch.empty_like(slopes)
+        batch, channels, h, w = x.shape
+        ctx.lib.prelu_pool_backward(x.data_ptr(), slopes.data_ptr(), grad.data_ptr(), grad_x.data_ptr(),
+                                    grad_slopes.data_ptr(), batch, h, w, channels, ctx.threads)
+        scalar_slope = ctx.slope_shape.numel() == 1
+        grad_slope = (grad_slopes.sum() if scalar_slope else grad_slopes).reshape(ctx.slope_shape)
+        return grad_x, grad_slope, None

@@ -87,23 +87,28 @@ class ConvBlock(nn.Sequential):
 
 
 def conv_prelu_pool(block: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``pool(block(x))``; in training on the CPU, one native kernel each way when
-    ``block`` is Conv2d (no padding) -> PReLU and ``pool`` a 2x2 average pooling."""
+    """``pool(block(x))``. In training on the CPU, when ``block`` is Conv2d -> PReLU and ``pool``
+    a 2x2 average pooling, native kernels take over: for a first layer (no padding, no gradient
+    to ``x``) one kernel each way for all three, else one for PReLU and pooling together."""
     lib = native.kernels().lib if block.training and torch.is_grad_enabled() else None
-    if lib and _fusable(block, pool) and native.conv_prelu_pool_supported(x, block[0].weight, block[0].stride[0]):
-        conv, prelu = block
+    if not (lib and _prelu_then_pool(block, pool)):
+        return pool(block(x))
+    conv, prelu = block
+    if (conv.bias is not None and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1)
+            and conv.stride[0] == conv.stride[1] and native.conv_prelu_pool_supported(x, conv.weight, conv.stride[0])):
         return native.ConvPReLUPool.apply(x, conv.weight, conv.bias, prelu.weight, conv.stride[0], lib)
-    return pool(block(x))
+    y = conv(x)
+    odd = y.dim() == 4 and (y.shape[2] % 2 or y.shape[3] % 2)
+    if native.prelu_pool_supported(y, prelu.weight) and (pool.ceil_mode or not odd):  # the kernel rounds up
+        return native.PReLUPool.apply(y, prelu.weight, lib)
+    return pool(prelu(y))
 
 
-def _fusable(block: nn.Module, pool: nn.Module) -> bool:
-    if not (isinstance(block, ConvBlock) and len(block) == 2 and isinstance(block[1], PReLU)):
-        return False
-    conv = block[0]
-    return (conv.bias is not None and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1)
-            and conv.stride[0] == conv.stride[1] and isinstance(pool, nn.AvgPool2d)
-            and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0))
-            and pool.divisor_override is None)
+def _prelu_then_pool(block: nn.Module, pool: nn.Module) -> bool:
+    """Conv2d -> our PReLU, then a 2x2 stride-2 average pooling without padding."""
+    return (isinstance(block, ConvBlock) and len(block) == 2 and isinstance(block[1], PReLU)
+            and isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
+            and pool.padding in (0, (0, 0)) and pool.divisor_override is None)
 
 
 class LinearBlock(nn.Sequential):
@@ -208,8 +213,8 @@ class Stage1Net(LandmarkNet):
 
     def features(self, x):
         x = conv_prelu_pool(self.conv1_1, self.pool1, x)
-        x = self.pool2(self.conv2_2(self.conv2_1(x)))
-        x = self.pool3(self.conv3_2(self.conv3_1(x)))
+        x = conv_prelu_pool(self.conv2_2, self.pool2, self.conv2_1(x))
+        x = conv_prelu_pool(self.conv3_2, self.pool3, self.conv3_1(x))
         return torch.flatten(self.conv4_2(self.conv4_1(x)), 1)
 
     def landmark_head(self, features):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from landmarks import native
-from landmarks.net import Stage1Net, conv_prelu_pool, prelu_backward_reference
+from landmarks.net import ConvBlock, Stage1Net, conv_prelu_pool, prelu_backward_reference
 
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
 
@@ -87,6 +87,23 @@ def test_conv_prelu_pool_matches_pytorch(lib, cin, cout, k, stride, size, slopes
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
 
 
+@needs_compiler
+@pytest.mark.parametrize("shape,slopes", [((3, 16, 23, 23), 16), ((3, 24, 8, 8), 24), ((2, 8, 5, 6), 1)])
+def test_prelu_pool_matches_pytorch_ceil_mode_included(lib, shape, slopes):
+    torch.manual_seed(3)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    slope = torch.linspace(-0.3, 1.2, slopes)
+    assert native.prelu_pool_supported(x, slope)
+    fused_in = [x.clone().requires_grad_(), slope.clone().requires_grad_()]
+    plain_in = [x.clone().requires_grad_(), slope.clone().requires_grad_()]
+    out = native.PReLUPool.apply(*fused_in, lib)
+    want = F.avg_pool2d(F.prelu(*plain_in), 2, ceil_mode=True)
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
+    grad_out = torch.randn_like(want)
+    for g, e in zip(torch.autograd.grad(out, fused_in, grad_out), torch.autograd.grad(want, plain_in, grad_out)):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
 def test_conv_prelu_pool_supports_only_what_the_kernel_computes():
     weight = torch.zeros(8, 1, 5, 5)
     assert native.conv_prelu_pool_supported(torch.zeros(2, 1, 112, 112), weight, 2)
@@ -95,6 +112,12 @@ def test_conv_prelu_pool_supports_only_what_the_kernel_computes():
     assert not native.conv_prelu_pool_supported(torch.zeros(2, 1, 112, 112), torch.zeros(6, 1, 5, 5), 2)
     assert not native.conv_prelu_pool_supported(torch.zeros(2, 1, 112, 112, dtype=torch.float64), weight, 2)
     assert not native.conv_prelu_pool_supported(torch.zeros(2, 1, 112, 112, requires_grad=True), weight, 2)
+
+
+def test_floor_mode_pooling_of_an_odd_size_takes_pytorch_ops():
+    block, pool = ConvBlock(8, 8, 3, padding=1).train(), torch.nn.AvgPool2d(2)  # 7x7 -> 3x3, not 4x4
+    x = torch.randn(2, 8, 7, 7, requires_grad=True).contiguous(memory_format=torch.channels_last)
+    assert conv_prelu_pool(block, pool, x).shape == (2, 8, 3, 3)
 
 
 def test_first_layer_falls_back_where_the_kernel_does_not_apply():
