@@ -24,7 +24,7 @@ from . import NUM_POINTS
 from .augment import AugmentSettings, build_augmentation
 from .cli import run_cli
 from .errors import DataError, UsageError
-from .files import atomic_write
+from .files import atomic_write, default_cache_dir
 from .geometry import crop_box, expand_box, iou, to_crop
 from .images import crop_resize, image_size, load_image
 from .labels import Annotation, LandmarkList, ListEntry, Report, read_label_file, read_list, write_list
@@ -265,11 +265,6 @@ def store_crops(path: Path, crops: np.ndarray, kept: np.ndarray) -> None:
     except OSError as error:
         log.warning("%s: could not write the crop cache (%s); the crops will be decoded again next time",
                     path, error.strerror or error)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "landmarks"
 
 
 class FaceLandmarksDataset(torch.utils.data.Dataset):

@@ -19,11 +19,13 @@ from .augment import AugmentSettings
 from .checkpoint import default_model, load_model, resolve_model
 from .cli import run_cli
 from .config import Config, config_from_dict, load_config_file
-from .data import FaceLandmarksDataset, build_lists, check_list_stage, default_cache_dir
+from . import native
+from .data import FaceLandmarksDataset, build_lists, check_list_stage
 from .engine import (FACE_THRESHOLD, Distributed, evaluate, fit, init_distributed, keep_freed_memory,
                      resolve_device)
 from .errors import DataError, UsageError
 from .export import FORMATS, export_model
+from .files import default_cache_dir
 from .labels import read_list
 from .net import NETS, build_net, count_parameters, freeze, inference_net
 from .losses import LOSSES
@@ -272,6 +274,8 @@ def phase_train(args, finetune: bool = False) -> int:
     if ranks.main:
         log.info("%s: %s net, %d parameters, run folder %s", "finetune" if finetune else "train",
                  config.net, count_parameters(model), run_dir)
+        if device.type == "cpu":
+            log.info("%s", native.kernels().note)
     result = fit(model, config, train_set, val_set, run_dir, device, resume=resume, max_steps=args.max_steps,
                  progress=not args.quiet, ranks=ranks,
                  extra_state={"frozen": args.freeze or ""})

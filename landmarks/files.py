@@ -1,4 +1,4 @@
-"""Writing files whole or not at all."""
+"""Writing files whole or not at all, and where cached files go."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for landmarks: crops and compiled kernels."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "landmarks"

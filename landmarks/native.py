@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from .files import default_cache_dir
+
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 # Below this many elements a second thread costs more than it saves.
@@ -43,11 +45,6 @@ class Kernels:
 
     lib: ctypes.CDLL | None
     note: str
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "landmarks"
 
 
 def _cpu_fingerprint() -> str:
