@@ -5,8 +5,9 @@
     feeding the stage-1 net in stock PyTorch modules (nn.PReLU, NCHW tensors)
     and a stock Adam;
 (b) ours: crops decoded once into memory, augmentation on whole batches,
-    feeding the same net as the train phase runs it (faster PReLU backward,
-    channels-last tensors, fused Adam, freed memory kept for reuse);
+    feeding the same net as the train phase runs it (fused C kernels for the
+    first layer, PReLU and pooling, channels-last tensors, fused Adam, freed
+    memory kept for reuse);
 (c) our data path feeding (a)'s net: what the data path alone gains.
 Same architecture, batch size, loss and machine. Each pipeline runs in its own
 process (so (a) keeps the C library's default allocator), and they take turns in
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from landmarks import native
 from landmarks.config import Config
 from landmarks.data import FaceLandmarksDataset
 from landmarks.detector import STANDARD_AUGMENT
@@ -155,7 +157,8 @@ def main(argv=None) -> int:
     faces = len(read_list(args.list).entries)
     samples = args.samples or faces
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{faces} faces in {args.list}; augmentation {'on' if args.augment else 'off'}")
+          f"{faces} faces in {args.list}; augmentation {'on' if args.augment else 'off'}; "
+          f"{native.kernels().note}")
 
     # Each pipeline runs in its own fresh process, as it would in use; only one works at a time.
     context = multiprocessing.get_context("spawn")
