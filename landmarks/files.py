@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+def temporary_path(path: Path) -> Path:
+    """A hidden name of its own beside ``path``, to write to and then rename over it."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Open a binary handle whose contents replace ``path`` only when the block ends cleanly.
@@ -18,7 +23,7 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     new one, and writers started together do not share a temporary name.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    tmp = temporary_path(path)
     # os.open, not tempfile: the file gets the permissions the umask allows, as open() would give it.
     handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
     try:

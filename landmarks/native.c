@@ -38,6 +38,17 @@ static int thread_index(void)
 #endif
 }
 
+/* out[i] = sum over threads of partial[t * stride + offset + i], in thread order (deterministic). */
+static void sum_partials(const double *partial, int threads, int64_t stride, int64_t offset, int64_t count,
+                         float *out)
+{
+    for (int64_t i = 0; i < count; i++) {
+        double total = 0;
+        for (int t = 0; t < threads; t++) total += partial[(int64_t)t * stride + offset + i];
+        out[i] = (float)total;
+    }
+}
+
 /* ---- PReLU backward ------------------------------------------------------
  * x, grad: [rows, channels]; weight: [channels].
  * grad_x = grad where x > 0, else weight * grad;  grad_weight = sum of grad * x where x <= 0.
@@ -71,11 +82,7 @@ int prelu_backward(const float *grad, const float *x, const float *weight, float
         }
         for (int64_t c = 0; c < channels; c++) mine[c] += sum[c];
     }
-    for (int64_t c = 0; c < channels; c++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[(int64_t)t * channels + c];
-        grad_weight[c] = (float)total;
-    }
+    sum_partials(partial, threads, channels, 0, channels, grad_weight);
     free(partial);
     return 0;
 }
@@ -292,14 +299,9 @@ int conv_prelu_pool_backward(const float *in, const float *wt, const float *bias
         }
         free(sums);
     }
-    for (int64_t i = 0; i < count; i++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[(int64_t)t * count + i];
-        float value = (float)total;
-        if (i < taps * cout) grad_wt[i] = value;
-        else if (i < (taps + 1) * cout) grad_bias[i - taps * cout] = value;
-        else grad_slope[i - (taps + 1) * cout] = value;
-    }
+    sum_partials(partial, threads, count, 0, taps * cout, grad_wt);
+    sum_partials(partial, threads, count, taps * cout, cout, grad_bias);
+    sum_partials(partial, threads, count, (taps + 1) * cout, cout, grad_slope);
     free(partial);
     return 0;
 }
@@ -370,11 +372,7 @@ int prelu_pool_backward(const float *x, const float *slope, const float *grad, f
             for (int64_t i = 0; i < c; i++) mine[i] += sums[i];
         }
     }
-    for (int64_t i = 0; i < c; i++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[(int64_t)t * c + i];
-        grad_slope[i] = (float)total;
-    }
+    sum_partials(partial, threads, c, 0, c, grad_slope);
     free(partial);
     return 0;
 }

@@ -23,7 +23,6 @@ import functools
 import hashlib
 import os
 import platform
-import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .files import default_cache_dir
+from .files import default_cache_dir, temporary_path
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
@@ -68,7 +67,7 @@ def build(cache_dir: Path, compiler: str = "cc") -> Kernels:
         except OSError as error:
             return Kernels(None, f"native kernels off: cannot create {library.parent} ({error.strerror})")
         # Compile to a name of our own, then rename: processes started together do not collide.
-        partial = library.with_name(f".{library.name}.{secrets.token_hex(8)}.tmp")
+        partial = temporary_path(library)
         try:
             result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial)],
                                     capture_output=True, text=True, timeout=120)
@@ -106,6 +105,16 @@ def kernels() -> Kernels:
     return build(cache, os.environ.get("CC", "cc"))
 
 
+def _per_channel(slope: torch.Tensor, channels: int) -> torch.Tensor:
+    """PReLU's one or ``channels`` slopes as ``channels`` contiguous floats, as the kernels take them."""
+    return slope.detach().float().expand(channels).contiguous()
+
+
+def _slope_grad(per_channel: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The kernels' per-channel slope gradient, summed back when PReLU has a single slope."""
+    return (per_channel.sum() if shape.numel() == 1 else per_channel).reshape(shape)
+
+
 def _threads(elements: int) -> int:
     return torch.get_num_threads() if elements >= PARALLEL_MIN_ELEMENTS else 1
 
@@ -124,13 +133,13 @@ def prelu_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     channels = x.shape[1]
     memory_format = torch.channels_last if x.dim() == 4 else torch.contiguous_format
     grad = grad.float().contiguous(memory_format=memory_format)
-    slope = weight.detach().float().expand(channels).contiguous()
+    slope = _per_channel(weight, channels)
     grad_x = torch.empty_like(x, memory_format=memory_format)
     grad_slope = torch.empty(channels)
     if lib.prelu_backward(grad.data_ptr(), x.data_ptr(), slope.data_ptr(), grad_x.data_ptr(), grad_slope.data_ptr(),
                           x.numel() // channels, channels, _threads(x.numel())):
         return None
-    return grad_x, grad_slope.sum().reshape(weight.shape) if weight.numel() == 1 else grad_slope.reshape(weight.shape)
+    return grad_x, _slope_grad(grad_slope, weight.shape)
 
 
 def conv_prelu_pool_supported(x: torch.Tensor, weight: torch.Tensor, stride: int) -> bool:
@@ -159,7 +168,7 @@ class ConvPReLUPool(torch.autograd.Function):
         image = x.contiguous(memory_format=torch.channels_last)  # memory [B, H, W, C]
         weight_t = weight.detach().permute(2, 3, 1, 0).contiguous()  # [k, k, Cin, Cout]
         bias = bias.detach().contiguous()
-        slopes = slope.detach().expand(out_channels).contiguous()
+        slopes = _per_channel(slope, out_channels)
         out = torch.empty((batch, out_channels, pooled, pooled), memory_format=torch.channels_last)
         shape = (batch, size, in_channels, out_channels, k, stride)
         threads = _threads(out.numel() * k * k * in_channels)
@@ -181,9 +190,7 @@ class ConvPReLUPool(torch.autograd.Function):
                                          grad.data_ptr(), grad_weight_t.data_ptr(), grad_bias.data_ptr(),
                                          grad_slopes.data_ptr(), *ctx.shape, ctx.threads)
         grad_weight = grad_weight_t.permute(3, 2, 0, 1)  # autograd lays it out like the weight
-        scalar_slope = ctx.slope_shape.numel() == 1
-        grad_slope = (grad_slopes.sum() if scalar_slope else grad_slopes).reshape(ctx.slope_shape)
-        return None, grad_weight, grad_bias, grad_slope, None, None
+        return None, grad_weight, grad_bias, _slope_grad(grad_slopes, ctx.slope_shape), None, None
 
 
 def prelu_pool_supported(x: torch.Tensor, slope: torch.Tensor) -> bool:
@@ -200,7 +207,7 @@ class PReLUPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, slope, lib):
         batch, channels, h, w = x.shape
-        slopes = slope.detach().expand(channels).contiguous()
+        slopes = _per_channel(slope, channels)
         out = torch.empty((batch, channels, (h + 1) // 2, (w + 1) // 2), memory_format=torch.channels_last)
         threads = _threads(x.numel())
         if lib.prelu_pool_forward(x.data_ptr(), slopes.data_ptr(), out.data_ptr(), batch, h, w, channels, threads):
@@ -219,6 +226,4 @@ class PReLUPool(torch.autograd.Function):
         batch, channels, h, w = x.shape
         ctx.lib.prelu_pool_backward(x.data_ptr(), slopes.data_ptr(), grad.data_ptr(), grad_x.data_ptr(),
                                     grad_slopes.data_ptr(), batch, h, w, channels, ctx.threads)
-        scalar_slope = ctx.slope_shape.numel() == 1
-        grad_slope = (grad_slopes.sum() if scalar_slope else grad_slopes).reshape(ctx.slope_shape)
-        return grad_x, grad_slope, None
+        return grad_x, _slope_grad(grad_slopes, ctx.slope_shape), None
