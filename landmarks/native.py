@@ -100,7 +100,12 @@ def kernels() -> Kernels:
     if os.environ.get("LANDMARKS_NATIVE", "1") == "0":
         return Kernels(None, "native kernels off: LANDMARKS_NATIVE=0")
     cache = default_cache_dir()
-    if not os.access(cache if cache.exists() else cache.parent, os.W_OK):
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
         cache = Path(tempfile.gettempdir()) / f"landmarks-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     return build(cache, os.environ.get("CC", "cc"))
 
