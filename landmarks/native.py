@@ -10,7 +10,7 @@ arithmetic, and PyTorch's separate tensor ops pass over the data many times:
   one more kernel each way does PReLU and the 2x2 pooling after it together.
 
 ``landmarks/native.c`` is compiled once per machine with ``cc -O3 -march=native
--fopenmp`` (about a second) into the user's cache folder and loaded with ctypes;
+-fopenmp`` (under a second) into the user's cache folder and loaded with ctypes;
 it needs no PyTorch headers. Where no compiler works, or ``LANDMARKS_NATIVE=0``
 is set, :func:`kernels` says why and every caller takes the PyTorch path, which
 gives the same values to float rounding.
