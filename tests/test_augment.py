@@ -50,12 +50,22 @@ def test_a_rotation_keeps_the_points_on_the_pixels_they_marked():
         assert warped[0, 0, int(y), int(x)] > 100, (x, y)
 
 
-def test_affine_at_rest_is_an_exact_centre_crop():
+def test_affine_at_rest_is_a_centre_crop():
     g = torch.Generator().manual_seed(4)
     image, points = torch.rand(2, 1, 140, 140, generator=g), torch.rand(2, 21, 2, generator=g) * 140
     out, moved = RandomAffine(112)(image, points, g)
-    assert torch.allclose(out, image[..., 14:126, 14:126], atol=1e-5)
+    # float32 grid coordinates: exact to about 1e-5 of a pixel; a pixel's shift would differ by ~0.3
+    assert torch.allclose(out, image[..., 14:126, 14:126], atol=1e-4)
     assert torch.allclose(moved, points - 14, atol=1e-4)
+
+
+def test_affine_warp_samples_where_the_map_points():
+    image = torch.rand(2, 1, 20, 30, generator=torch.Generator().manual_seed(5))  # not square: w and h differ
+    matrix = torch.tensor([[[1.0, 0.0, 5.0], [0.0, 1.0, 3.0]],  # output p shows input p + (5, 3)
+                           [[0.0, 1.0, 2.0], [1.0, 0.0, 4.0]]])  # output (x, y) shows input (y + 2, x + 4)
+    warped, _ = affine_warp(image, torch.zeros(2, 21, 2), matrix, 10)
+    assert torch.allclose(warped[0, 0], image[0, 0, 3:13, 5:15], atol=1e-4)
+    assert torch.allclose(warped[1, 0], image[1, 0, 4:14, 2:12].T, atol=1e-4)
 
 
 def test_affine_warp_moves_points_by_the_inverse_map():
