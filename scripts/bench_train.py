@@ -12,6 +12,9 @@
 Same architecture, batch size, loss and machine. Each pipeline runs in its own
 process (so (a) keeps the C library's default allocator), and they take turns in
 slices so that a machine that changes speed during the run affects all alike.
+Each slice starts with one untimed batch: the first step after another process
+ran is slower (cold caches, idle threads) and a real training run has no such
+switches.
 
     python scripts/bench_train.py --list lists/split/train.txt [--augment] [--full]
 """
@@ -139,7 +142,9 @@ def serve(kind: str, list_path: Path, augment: bool, workers: int, connection) -
     trainer.train(2 * trainer.config.batch_size)  # first-call set-up is not throughput
     connection.send(decode)
     while (request := connection.recv()) is not None:
-        connection.send(trainer.train(*request))
+        samples, step = request
+        trainer.train(1, step)  # warm-up after the other pipelines' turns, not timed
+        connection.send(trainer.train(samples, step))
 
 
 def main(argv=None) -> int:
