@@ -9,8 +9,9 @@ from .errors import LandmarksError
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
-    # Set on the package logger too: basicConfig does nothing when a host (pytest) set up logging.
+    # Other libraries (the ONNX exporter's optimizer, for one) log at INFO; only warnings of theirs show.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    # Set on the package logger itself: basicConfig does nothing when a host (pytest) set up logging.
     logging.getLogger("landmarks").setLevel(level)
 
 

@@ -26,7 +26,12 @@ def export_model(model: torch.nn.Module, config: Config, fmt: str, out: Path) ->
             traced = torch.jit.trace(model, example)
         traced.save(str(out))
     else:
-        dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+        try:
+            import onnxscript  # noqa: F401  (the exporter needs it; say so before tracing)
+        except ImportError:
+            raise UsageError("--format onnx needs onnx and onnxscript: pip install 'landmarks[export]'") from None
+        # The torch.export-based exporter; the TorchScript-based one is deprecated.
         torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=outputs,
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+                          dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), opset_version=18,
+                          dynamo=True, verbose=False)
     return out

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -127,6 +128,14 @@ def test_export_gives_the_same_landmarks(trained, sample_lists, tmp_path, fmt):
     else:
         got = torch.jit.load(str(out))(batch).detach().numpy() * config.input_size
     assert np.abs(got - expected).max() <= 1e-3
+
+
+def test_onnx_export_without_onnxscript_says_what_to_install(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes ``import onnxscript`` fail
+    out = tmp_path / "m.onnx"
+    code = main(["--phase", "export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)])
+    assert code != 0 and "pip install 'landmarks[export]'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_predict_with_onnxruntime_matches_torch(trained, sample_dir, tmp_path, capsys):
