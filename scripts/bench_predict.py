@@ -12,6 +12,7 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     parser.add_argument("--repeats", type=int, default=200, help="timed runs at batch 1 (default: 200)")
     args = parser.parse_args(argv)
+    # TorchScript is deprecated but still the fastest backend for some models here; measure it quietly.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
     torch.set_num_threads(args.threads)
     import onnxruntime
 

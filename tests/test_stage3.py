@@ -19,9 +19,9 @@ def test_landmark_loss_is_masked_to_faces_and_zero_without_faces():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.0, 3.0]], requires_grad=True)
     is_face = torch.tensor([True, False, True])
     total, cls, landmark = stage3_loss(per_sample, logits, is_face, 0.5, 2.0, torch.tensor([1.0, 1.0]))
-    assert float(landmark) == pytest.approx(6.0)  # the non-face's 100 is ignored
-    assert float(cls) == pytest.approx(float(F.cross_entropy(logits, is_face.long())))
-    assert float(total) == pytest.approx(0.5 * float(cls) + 2.0 * 6.0)
+    assert landmark.item() == pytest.approx(6.0)  # the non-face's 100 is ignored
+    assert cls.item() == pytest.approx(F.cross_entropy(logits, is_face.long()).item())
+    assert total.item() == pytest.approx(0.5 * cls.item() + 2.0 * 6.0)
     no_faces = torch.tensor([False, False, False])
     total, _, landmark = stage3_loss(per_sample, logits, no_faces, 1.0, 1.0, torch.tensor([1.0, 1.0]))
     assert float(landmark) == 0 and torch.isfinite(total)
