@@ -1,5 +1,7 @@
 """Errors the command line turns into one clear line and an exit status."""
 
+import importlib
+
 
 class LandmarksError(Exception):
     """Base class; `exit_code` is what the command line exits with."""
@@ -23,3 +25,11 @@ class TrainingDiverged(LandmarksError):
     """The loss became NaN or infinite."""
 
     exit_code = 1
+
+
+def require_extra(module: str, needed_for: str):
+    """Import an optional dependency of the ``export`` extra, or say in one line how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"{needed_for} needs the {module} package: pip install 'landmarks[export]'") from None

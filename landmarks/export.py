@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .errors import UsageError
+from .errors import UsageError, require_extra
 
 FORMATS = ("onnx", "torchscript")
 
@@ -26,10 +26,8 @@ def export_model(model: torch.nn.Module, config: Config, fmt: str, out: Path) ->
             traced = torch.jit.trace(model, example)
         traced.save(str(out))
     else:
-        try:
-            import onnxscript  # noqa: F401  (the exporter needs it; say so before tracing)
-        except ImportError:
-            raise UsageError("--format onnx needs onnx and onnxscript: pip install 'landmarks[export]'") from None
+        for module in ("onnx", "onnxscript"):  # the exporter needs both; say so before tracing
+            require_extra(module, "--format onnx")
         # The torch.export-based exporter; the TorchScript-based one is deprecated.
         torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=outputs,
                           dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), opset_version=18,

@@ -12,7 +12,7 @@ import torch
 
 from .config import Config
 from .data import draw_points, normalize_images
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, require_extra
 from .geometry import crop_box, from_crop
 from .images import IMAGE_SUFFIXES, crop_resize, load_image
 from .net import split_output
@@ -52,8 +52,7 @@ class Predictor:
         self.model = model.eval() if model is not None else None
         self.session = None
         if onnx_path is not None:
-            import onnxruntime
-
+            onnxruntime = require_extra("onnxruntime", "--backend onnxruntime")
             self.session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
     def run(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

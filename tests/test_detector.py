@@ -130,12 +130,23 @@ def test_export_gives_the_same_landmarks(trained, sample_lists, tmp_path, fmt):
     assert np.abs(got - expected).max() <= 1e-3
 
 
-def test_onnx_export_without_onnxscript_says_what_to_install(trained, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes ``import onnxscript`` fail
+@pytest.mark.parametrize("missing", ["onnx", "onnxscript"])
+def test_onnx_export_without_its_packages_says_what_to_install(trained, tmp_path, monkeypatch, capsys, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # makes ``import <missing>`` fail
     out = tmp_path / "m.onnx"
     code = main(["--phase", "export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)])
-    assert code != 0 and "pip install 'landmarks[export]'" in capsys.readouterr().err
+    assert code != 0 and f"needs the {missing} package: pip install 'landmarks[export]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_predict_without_onnxruntime_says_what_to_install(trained, sample_dir, tmp_path, monkeypatch, capsys):
+    onnx_file = tmp_path / "m.onnx"
+    assert main(["--phase", "export", "--model", str(trained / "best.pt"), "--out", str(onnx_file)]) == 0
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    image = sample_dir / "II" / (sample_dir / "II" / "label.txt").read_text().split()[0]
+    code = main(["--phase", "predict", "--image", str(image), "--model", str(onnx_file), "--backend", "onnxruntime",
+                 "--out", str(tmp_path / "p.png")])
+    assert code != 0 and "needs the onnxruntime package: pip install 'landmarks[export]'" in capsys.readouterr().err
 
 
 def test_predict_with_onnxruntime_matches_torch(trained, sample_dir, tmp_path, capsys):
