@@ -1,33 +1,47 @@
-"""Checkpoints: dicts of state, written atomically, checked when read."""
+"""Checkpoints: dicts of state, written atomically, checked when read.
+
+A checkpoint holds ``{format, version, task, model (state dict), config, scheme, attributes}``
+and, for a run in progress, the optimizer, schedule, epoch, best metric and random state.
+"""
 
 from __future__ import annotations
 
 import io
 import pickle
 import zipfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from .config import Config, config_from_dict
 from .errors import DataError, UsageError
 from .files import atomic_write
-from .net import LandmarkNet, build_net
+from .spec import ModelSpec, spec_from_dict
 
 FORMAT = "landmarks-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: task, scheme and attributes beside the config
+TASK_NAMES = {"landmarks": "a landmark model", "faces": "a face detector"}
 
 
-def save_checkpoint(path, model: torch.nn.Module, config: Config, **state) -> None:
-    """Write ``{format, version, model, config, ...state}`` to a temporary file, then
-    rename it, so a killed run never leaves a half-written checkpoint."""
-    path = Path(path)
+def payload_of(model: torch.nn.Module, spec: ModelSpec, **state) -> dict:
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    payload = {"format": FORMAT, "version": VERSION, "model": model.state_dict(),
-               "config": config.to_dict(), **state}
-    with atomic_write(path) as handle:
-        torch.save(payload, handle)
+    return {"format": FORMAT, "version": VERSION, "task": spec.task, "model": model.state_dict(),
+            **spec.to_dict(), **state}
+
+
+def save_checkpoint(path, model: torch.nn.Module, spec: ModelSpec, **state) -> None:
+    """Write the checkpoint to a temporary file, then rename it, so a killed run never
+    leaves a half-written checkpoint."""
+    with atomic_write(Path(path)) as handle:
+        torch.save(payload_of(model, spec, **state), handle)
+
+
+def checkpoint_bytes(model: torch.nn.Module, spec: ModelSpec) -> bytes:
+    """A weights-only checkpoint, for shipping: no optimizer state."""
+    buffer = io.BytesIO()
+    torch.save(payload_of(model, spec), buffer)
+    return buffer.getvalue()
 
 
 def shipped_models() -> list[str]:
@@ -47,14 +61,15 @@ def resolve_model(name_or_path) -> Path:
                      f"(shipped: {', '.join(shipped_models()) or 'none'})")
 
 
-# The default for test and predict: the most accurate landmark model that is shipped.
-# stage3 (with the face/non-face branch) is chosen by name, for real scenes.
-DEFAULT_ORDER = ("stage2", "stage1")
+# Defaults, most accurate first: crops (test, export) need no face branch; whole pictures
+# (predict) want the branch that drops the face finder's false candidates.
+DEFAULT_CROP_MODELS = ("stage2", "stage1")
+DEFAULT_PICTURE_MODELS = ("stage3", "stage2", "stage1")
 
 
-def default_model() -> str:
+def default_model(whole_pictures: bool = False) -> str:
     names = shipped_models()
-    for name in DEFAULT_ORDER:
+    for name in DEFAULT_PICTURE_MODELS if whole_pictures else DEFAULT_CROP_MODELS:
         if name in names:
             return name
     raise UsageError("no landmark model shipped in this install; pass --model CHECKPOINT")
@@ -81,35 +96,51 @@ def read_checkpoint(path) -> dict:
     return payload
 
 
-def load_model(path, expect_net: str | None = None, add_classifier: bool = False
-               ) -> tuple[LandmarkNet, Config, dict]:
-    """Rebuild the net a checkpoint describes and load its weights -> (model, config, payload).
+@dataclass
+class Loaded:
+    """A checkpoint's net (weights loaded), its spec and the whole payload."""
 
-    ``add_classifier`` grows a new face/non-face branch on a landmark-only model
-    (stage 2 -> stage 3 finetuning); every other weight must still fit.
+    net: torch.nn.Module
+    spec: ModelSpec
+    payload: dict
+    new_layers: tuple[str, ...] = ()  # parameters that did not come from the checkpoint
+
+    @property
+    def config(self):
+        return self.spec.config
+
+
+def load_model(path, expect_task: str | None = "landmarks", spec_change=None) -> Loaded:
+    """Rebuild the net a checkpoint describes and load its weights.
+
+    ``expect_task`` refuses a checkpoint of another kind (a face detector where a landmark
+    model is wanted). ``spec_change(spec) -> spec`` adapts the model before its weights are
+    loaded (finetuning: a face branch grown on a landmark model, another scheme's head);
+    the weights that then fit nowhere are left as initialised and named in ``new_layers``.
     """
+    path = Path(path)
     payload = read_checkpoint(path)
-    config = config_from_dict(payload["config"], where=str(path))
-    if expect_net and config.net != expect_net:
-        raise UsageError(f"{path}: holds a {config.net!r} net, but --net {expect_net} was asked for")
-    grow = add_classifier and not config.classify
-    if grow:
-        config = config_from_dict({"classify": True}, config, str(path))
-    model = build_net(config.net, config.channels, config.input_size, config.classify)
-    try:
-        missing, unexpected = model.load_state_dict(payload["model"], strict=not grow)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise DataError(f"{path}: weights do not fit a {config.net!r} net ({first})") from None
-    if grow and (unexpected or any(not key.startswith("face_head.") for key in missing)):
-        raise DataError(f"{path}: weights do not fit a {config.net!r} net "
-                        f"(unexpected {unexpected[:3]}, missing {missing[:3]})")
-    return model, config, payload
-
-
-def checkpoint_bytes(model: torch.nn.Module, config: Config) -> bytes:
-    """A weights-only checkpoint, for shipping: no optimizer state."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, "model": model.state_dict(),
-                "config": config.to_dict()}, buffer)
-    return buffer.getvalue()
+    spec = spec_from_dict(payload, str(path))
+    if expect_task and spec.task != expect_task:
+        raise UsageError(f"{path}: is {TASK_NAMES.get(spec.task, spec.task)}, but {TASK_NAMES[expect_task]} "
+                         "was expected here")
+    stored = spec
+    if spec_change is not None:
+        spec = spec_change(spec)
+    net = spec.build()
+    weights = payload["model"]
+    if spec is stored:
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as error:
+            lines = str(error).splitlines()
+            first = lines[1].strip() if len(lines) > 1 else str(error)
+            raise DataError(f"{path}: weights do not fit a {spec.config.net!r} net ({first})") from None
+        return Loaded(net, spec, payload)
+    own = net.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if len(fitting) < len(weights) // 2:
+        raise DataError(f"{path}: weights do not fit a {spec.config.net!r} net "
+                        f"(only {len(fitting)} of {len(weights)} tensors fit)")
+    net.load_state_dict(fitting, strict=False)
+    return Loaded(net, spec, payload, tuple(sorted(set(own) - set(fitting))))

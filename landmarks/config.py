@@ -1,54 +1,100 @@
-"""Training configuration: defaults in code, presets in configs/, flags on top."""
+"""Training configuration: defaults in code, presets in configs/, flags on top.
+
+Each setting is declared once, as a field of :class:`Config` (or :class:`AugmentSettings`)
+with its help text; :func:`add_config_flags` makes the command-line flags from them. The
+config also holds what a model needs at inference (scheme, crop expansion, input size,
+channels, normalisation, face threshold), so it travels in every checkpoint and export.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .augment import AugmentSettings
+from .data.augment import STANDARD_AUGMENT, AugmentSettings
 from .errors import UsageError
 
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
+TASKS = ("landmarks", "faces")
+SCHEDULES = ("none", "step", "cosine")
+
+
+def setting(default, help: str, *, choices=None, default_text: str | None = None, flag: bool = True):
+    """A config field with its help text; ``choices`` names a fixed set or a registry key."""
+    return field(default=default, metadata={"help": help, "choices": choices, "default_text": default_text,
+                                            "flag": flag})
 
 
 @dataclass
 class Config:
-    """Everything that defines a training run (and so a model's preprocessing)."""
+    """Everything that defines a training run, and so a model's preprocessing."""
 
-    net: str = "stage1"
-    channels: int = 1
-    input_size: int = 112
-    normalize: bool = True  # per-image mean/std normalization
-    classify: bool = False  # face/non-face branch (stage 3)
-    loss: str = "mse"
-    wing_width: float = 10.0  # Wing loss w, in pixels of the crop
-    wing_curvature: float = 2.0  # Wing loss epsilon
-    optimizer: str = "adam"
-    lr: float | None = None  # None: the optimizer's default (DEFAULT_LR)
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "none"  # none | step | cosine
-    step_size: int = 10
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    sgd_after: int = 0  # switch from Adam to SGD after this epoch (0: never)
-    epochs: int = 40
-    batch_size: int = 64
-    seed: int = 0
-    grad_clip: float = 0.0  # max gradient norm (0: off)
-    amp: bool = False  # bfloat16 autocast on CUDA
-    test_flip: bool = False  # test and predict average the crop and its mirror image
-    cls_weight: float = 1.0  # a: weight of the classification loss
-    landmark_weight: float = 1.0  # b: weight of the landmark loss
-    class_weights: tuple[float, float] = (1.0, 1.0)  # cross-entropy weights (non-face, face)
+    task: str = setting("landmarks", "what the net learns: landmarks on face crops, or faces (boxes) in whole "
+                        "pictures", choices=TASKS)
+    scheme: str = setting("", "landmark scheme: course21, ibug68, wflw98, five or a scheme file (.toml); "
+                          "finetune with another scheme grows a new head", default_text="as the lists say")
+    expand: float | None = setting(None, "face box expansion on every side that crops are cut with",
+                                   default_text="as the lists say, else 0.25")
+    net: str = setting("stage1", "net to train", choices="net")
+    channels: int = setting(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
+    input_size: int = setting(112, "crop size in pixels (faces: the picture's longer side)")
+    normalize: bool = setting(True, "per-image mean/std normalization")
+    classify: bool = setting(False, "add the face/non-face branch, for stage-3 lists")
+    loss: str = setting("mse", "landmark loss", choices="loss")
+    wing_width: float = setting(10.0, "Wing loss w, in pixels of the crop")
+    wing_curvature: float = setting(2.0, "Wing loss epsilon")
+    optimizer: str = setting("adam", "optimizer", choices=tuple(DEFAULT_LR))
+    lr: float | None = setting(None, "learning rate", default_text="1e-3 for adam, 1e-2 for sgd; finetune: a "
+                               "tenth of the model's")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(0.0, "weight decay")
+    schedule: str = setting("none", "learning-rate schedule", choices=SCHEDULES)
+    step_size: int = setting(10, "epochs between step decays")
+    gamma: float = setting(0.1, "step decay factor")
+    warmup_epochs: int = setting(0, "linear warm-up epochs")
+    sgd_after: int = setting(0, "switch Adam to SGD after this epoch, 0 never")
+    epochs: int = setting(40, "epochs")
+    batch_size: int = setting(64, "batch size")
+    seed: int = setting(0, "fixes the split and the training run")
+    grad_clip: float = setting(0.0, "max gradient norm, 0 off")
+    amp: bool = setting(False, "bfloat16 autocast when training on CUDA")
+    test_flip: bool = setting(False, "test, predict and export average each crop with its mirror image")
+    face_threshold: float = setting(0.5, "stage 3: a crop is a face when the branch's face probability reaches this")
+    cls_weight: float = setting(1.0, "a, weight of the classification loss")
+    landmark_weight: float = setting(1.0, "b, weight of the landmark loss")
+    class_weights: tuple[float, float] = setting((1.0, 1.0), "cross-entropy weights non-face,face")
+    aux: tuple[str, ...] = setting((), "attributes to learn beside the landmarks (TCDCN), each name or "
+                                   "name=weight, e.g. yaw or yaw=0.5,smile", default_text="none")
+    aux_weight: float = setting(0.5, "weight of an auxiliary attribute's loss where --aux gives none")
+    aux_patience: int = setting(5, "an auxiliary task stops (weight 0) after this many epochs without a "
+                                "lower validation loss of its own; 0 never")
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    @property
+    def crop_expand(self) -> float:
+        from .data.lists import EXPAND_RATIO
+        return self.expand if self.expand is not None else EXPAND_RATIO
+
+    def aux_weights(self) -> dict[str, float]:
+        """--aux as {attribute: loss weight}."""
+        weights = {}
+        for item in self.aux:
+            name, _, weight = item.partition("=")
+            try:
+                weights[name.strip()] = float(weight) if weight else self.aux_weight
+            except ValueError:
+                raise UsageError(f"--aux: {item!r} is not name or name=weight") from None
+        return weights
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,6 +102,14 @@ class Config:
 
 def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def _coerce(cls, name: str, value):
+    """TOML and JSON give lists for tuples."""
+    kind = typing.get_type_hints(cls)[name]
+    if typing.get_origin(kind) is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
 
 
 def config_from_dict(values: dict, base: Config | None = None, where: str = "config") -> Config:
@@ -73,6 +127,7 @@ def config_from_dict(values: dict, base: Config | None = None, where: str = "con
             raise UsageError(f"{where}: unknown augment setting {', '.join(sorted(bad))}; "
                              f"valid: {', '.join(sorted(_field_names(AugmentSettings)))}")
         values["augment"] = dataclasses.replace(base.augment, **augment)
+    values = {name: _coerce(Config, name, value) for name, value in values.items()}
     if "class_weights" in values:
         values["class_weights"] = tuple(float(v) for v in values["class_weights"])
     config = dataclasses.replace(base, **values)
@@ -80,27 +135,45 @@ def config_from_dict(values: dict, base: Config | None = None, where: str = "con
     return config
 
 
-def validate(config: Config, where: str = "config") -> None:
-    from .losses import LOSSES
+def registry_choices() -> dict[str, list[str]]:
+    """The sets that a registry defines: nets and losses."""
     from .net import NETS
+    from .train.losses import LOSSES
+    return {"net": sorted(NETS), "loss": sorted(LOSSES)}
 
-    choices = {"net": NETS, "loss": LOSSES, "optimizer": DEFAULT_LR,
-               "schedule": ("none", "step", "cosine")}
-    for name, valid in choices.items():
-        if getattr(config, name) not in valid:
-            raise UsageError(f"{where}: {name} {getattr(config, name)!r} is not one of "
-                             f"{', '.join(sorted(valid))}")
+
+def validate(config: Config, where: str = "config") -> None:
+    registries = registry_choices()
+    for item in dataclasses.fields(Config):
+        choices = item.metadata.get("choices")
+        if choices is None:
+            continue
+        valid = registries[choices] if isinstance(choices, str) else choices
+        if getattr(config, item.name) not in valid:
+            raise UsageError(f"{where}: {item.name} {getattr(config, item.name)!r} is not one of "
+                             f"{', '.join(str(v) for v in valid)}")
     if config.epochs < 1 or config.batch_size < 1:
         raise UsageError(f"{where}: epochs and batch_size must be at least 1")
     if len(config.class_weights) != 2:
         raise UsageError(f"{where}: class_weights takes two numbers (non-face, face)")
+    if config.expand is not None and config.expand < 0:
+        raise UsageError(f"{where}: expand must be 0 or more, got {config.expand}")
+    if not 0.0 <= config.face_threshold <= 1.0:
+        raise UsageError(f"{where}: face_threshold must be between 0 and 1, got {config.face_threshold}")
+    config.aux_weights()
 
 
-def load_config_file(path, base: Config | None = None) -> Config:
-    """Read a preset (.toml or .json; a run folder's config.json works too)."""
+def load_config_file(path, base: Config | None = None, _seen: tuple = ()) -> Config:
+    """Read a preset (.toml or .json; a run folder's config.json works too).
+
+    A preset may name another as ``base = "file.toml"`` (relative to its own folder):
+    the base is read first and this preset's settings go on top.
+    """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: config file not found")
+    if path.resolve() in _seen:
+        raise UsageError(f"{path}: presets include each other in a circle")
     try:
         if path.suffix == ".toml":
             values = tomllib.loads(path.read_text())
@@ -108,4 +181,77 @@ def load_config_file(path, base: Config | None = None) -> Config:
             values = json.loads(path.read_text())
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise UsageError(f"{path}: not a valid config file ({error})") from None
+    parent = values.pop("base", None)
+    if parent is not None:
+        base = load_config_file(path.parent / parent, base, _seen + (path.resolve(),))
     return config_from_dict(values, base, str(path))
+
+
+# ---------------------------------------------------------------- flags from fields
+
+def _flag_type(kind):
+    """The argparse type of a field's annotation (Optional unwrapped)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    return kind
+
+
+def _default_text(item: dataclasses.Field, default) -> str:
+    if item.metadata.get("default_text"):
+        return item.metadata["default_text"]
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default) or "none"
+    return str(default)
+
+
+def _add_field_flag(group, cls, item: dataclasses.Field, default, registries: dict) -> None:
+    kind = _flag_type(typing.get_type_hints(cls)[item.name])
+    help_text = item.metadata.get("help", "")
+    help_text = f"{help_text} (default: {_default_text(item, default)})"
+    flag = "--" + item.name.replace("_", "-")
+    choices = item.metadata.get("choices")
+    choices = registries.get(choices) if isinstance(choices, str) else choices
+    if kind is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    elif typing.get_origin(kind) is tuple:
+        element = typing.get_args(kind)[0]
+        group.add_argument(flag, type=_comma_list(element, flag), default=None, metavar="A,B", help=help_text)
+    else:
+        group.add_argument(flag, type=kind, default=None, choices=choices, help=help_text)
+
+
+def _comma_list(element, flag: str):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(element(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated list, got {text!r}") from None
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config and AugmentSettings field, with its help and default."""
+    registries = registry_choices()
+    defaults, augment_defaults = Config(), AugmentSettings()
+    group = parser.add_argument_group("model and training (defaults: the stage-1 settings)")
+    for item in dataclasses.fields(Config):
+        if item.name != "augment" and item.metadata.get("flag", True):
+            _add_field_flag(group, Config, item, getattr(defaults, item.name), registries)
+    augment = parser.add_argument_group("augmentation (training only; default: all off)")
+    augment.add_argument("--augment", action="store_true",
+                         help=f"switch on the standard set: {STANDARD_AUGMENT}")
+    for item in dataclasses.fields(AugmentSettings):
+        _add_field_flag(augment, AugmentSettings, item, getattr(augment_defaults, item.name), registries)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The settings given on the command line, as Config fields."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+              if f.name != "augment" and getattr(args, f.name, None) is not None}
+    augment = dataclasses.asdict(STANDARD_AUGMENT) if getattr(args, "augment", False) else {}
+    for item in dataclasses.fields(AugmentSettings):
+        if getattr(args, item.name, None) is not None:
+            augment[item.name] = getattr(args, item.name)
+    if augment:
+        values["augment"] = augment
+    return values

@@ -15,33 +15,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .augment import AugmentSettings
-from .checkpoint import default_model, load_model, resolve_model
+from .checkpoint import default_model, load_model, read_checkpoint, resolve_model
 from .cli import run_cli
-from .config import Config, config_from_dict, load_config_file
-from . import native
-from .data import FaceLandmarksDataset, build_lists, check_list_stage
-from .engine import (FACE_THRESHOLD, Distributed, evaluate, fit, init_distributed, keep_freed_memory,
-                     resolve_device)
+from .config import Config, add_config_flags, config_from_dict, config_overrides, load_config_file
+from .data.dataset import FaceLandmarksDataset, check_list_stage
+from .data.labels import LandmarkList, read_list
+from .data.lists import build_lists
 from .errors import DataError, UsageError
-from .export import FORMATS, export_model
 from .files import default_cache_dir
-from .labels import read_list
-from .net import NETS, build_net, count_parameters, freeze, inference_net
-from .losses import LOSSES
+from .inference.export import FORMATS, export_model
+from .net import count_parameters, freeze
+from .net import native
+from .spec import ModelSpec, resolve_scheme, spec_from_dict
+from .train import Distributed, LandmarkTask, fit, init_distributed, keep_freed_memory, resolve_device
 
 log = logging.getLogger("landmarks")
 PHASES = ("train", "test", "finetune", "predict", "export")
-DEFAULTS = Config()
-AUGMENT_DEFAULTS = AugmentSettings()
-# What --augment switches on; each can still be set alone.
-STANDARD_AUGMENT = AugmentSettings(flip=0.5, rotation=15.0, shift=0.05, scale=0.1, brightness=0.2, contrast=0.2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m landmarks.detector",
-        description="Train, test, finetune, export and run 21-point facial landmark nets.")
+        description="Train, test, finetune, export and run facial landmark nets (any landmark scheme).")
     p.add_argument("--phase", required=True, choices=PHASES, help="what to do")
     p.add_argument("--config", type=Path, help="preset file (.toml or .json, e.g. configs/stage1.toml); "
                    "flags given here override it (default: built-in stage-1 settings)")
@@ -60,49 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where decoded crops are cached, keyed by list content (default: {default_cache_dir()})")
     d.add_argument("--no-cache", action="store_true", help="decode images every run (default: use the cache)")
 
-    m = p.add_argument_group("model and training (defaults: the stage-1 settings)")
+    m = p.add_argument_group("model")
     m.add_argument("--model", help="checkpoint file or shipped model name, for test, finetune, predict, export "
-                   "(default for test/predict/export: the best shipped model)")
-    m.add_argument("--net", choices=sorted(NETS), help=f"net to train (default: {DEFAULTS.net})")
-    m.add_argument("--channels", type=int, choices=(1, 3), help=f"1 = grayscale, 3 = RGB (default: {DEFAULTS.channels})")
-    m.add_argument("--input-size", type=int, help=f"crop size in pixels (default: {DEFAULTS.input_size})")
-    m.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"per-image mean/std normalization (default: {DEFAULTS.normalize})")
-    m.add_argument("--classify", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"add the face/non-face branch, for stage-3 lists (default: {DEFAULTS.classify})")
-    m.add_argument("--loss", choices=sorted(LOSSES), help=f"landmark loss (default: {DEFAULTS.loss})")
-    m.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help=f"(default: {DEFAULTS.optimizer})")
-    m.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam, 1e-2 for sgd; "
-                   "finetune: a tenth of the model's)")
-    m.add_argument("--momentum", type=float, help=f"SGD momentum (default: {DEFAULTS.momentum})")
-    m.add_argument("--weight-decay", type=float, help=f"(default: {DEFAULTS.weight_decay})")
-    m.add_argument("--schedule", choices=("none", "step", "cosine"), help=f"(default: {DEFAULTS.schedule})")
-    m.add_argument("--step-size", type=int, help=f"epochs between step decays (default: {DEFAULTS.step_size})")
-    m.add_argument("--gamma", type=float, help=f"step decay factor (default: {DEFAULTS.gamma})")
-    m.add_argument("--warmup-epochs", type=int, help=f"linear warm-up epochs (default: {DEFAULTS.warmup_epochs})")
-    m.add_argument("--sgd-after", type=int, help=f"switch Adam to SGD after this epoch, 0 never (default: {DEFAULTS.sgd_after})")
-    m.add_argument("--epochs", type=int, help=f"(default: {DEFAULTS.epochs})")
-    m.add_argument("--batch-size", type=int, help=f"(default: {DEFAULTS.batch_size})")
-    m.add_argument("--seed", type=int, help=f"fixes the split and the training run (default: {DEFAULTS.seed})")
-    m.add_argument("--grad-clip", type=float, help=f"max gradient norm, 0 off (default: {DEFAULTS.grad_clip})")
-    m.add_argument("--cls-weight", type=float, help=f"a, weight of the classification loss (default: {DEFAULTS.cls_weight})")
-    m.add_argument("--landmark-weight", type=float, help=f"b, weight of the landmark loss (default: {DEFAULTS.landmark_weight})")
-    m.add_argument("--class-weights", help="cross-entropy weights non-face,face (default: 1,1)")
-    m.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"bfloat16 autocast when training on CUDA (default: {DEFAULTS.amp})")
-    m.add_argument("--test-flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="test/predict/export: average each crop with its mirror image (default: as the model was "
-                        f"trained to be used; built-in {DEFAULTS.test_flip})")
+                   "(default: stage2 for test and export, stage3 for predict)")
     m.add_argument("--freeze", help="finetune: comma-separated layers to keep fixed, e.g. conv1,conv2 (default: none)")
-
-    a = p.add_argument_group("augmentation (training only; default: all off)")
-    a.add_argument("--augment", action="store_true", help=f"switch on the standard set: {STANDARD_AUGMENT}")
-    a.add_argument("--flip", type=float, help="probability of a horizontal flip with left/right swap (default: 0)")
-    a.add_argument("--rotation", type=float, help="max rotation in degrees (default: 0)")
-    a.add_argument("--shift", type=float, help="max shift as a share of the crop (default: 0)")
-    a.add_argument("--scale", type=float, help="max zoom change, e.g. 0.1 for 0.9-1.1 (default: 0)")
-    a.add_argument("--brightness", type=float, help="max brightness change (default: 0)")
-    a.add_argument("--contrast", type=float, help="max contrast change (default: 0)")
+    add_config_flags(p)
 
     r = p.add_argument_group("runs")
     r.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
@@ -116,48 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("test")
     t.add_argument("--metrics-json", type=Path, help="write the test metrics here (default: print only)")
     t.add_argument("--predictions-out", type=Path,
-                   help="write predictions in label.txt form, image-pixel coordinates (default: none)")
+                   help="write predictions in label.txt form (path, crop box, K points in image pixels) for crops "
+                        "the model calls faces (default: none)")
 
     q = p.add_argument_group("predict and export")
     q.add_argument("--image", type=Path, help="picture or folder of pictures to predict on")
     q.add_argument("--box", help="face box x1,y1,x2,y2 (default: find faces with OpenCV's Haar cascade)")
     q.add_argument("--out", type=Path, help="predict: picture or folder to write (default: predictions/); "
                    "export: the file to write")
-    q.add_argument("--json", action="store_true", help="print predictions as JSON lines (default: text)")
-    q.add_argument("--min-face-prob", type=float, default=FACE_THRESHOLD,
-                   help=f"stage 3: drop candidates the classifier scores below this (default: {FACE_THRESHOLD})")
+    q.add_argument("--json", action="store_true",
+                   help="print one JSON object per picture on stdout, and nothing else there (default: text)")
+    q.add_argument("--json-out", type=Path, help="also write the JSON objects to this JSON lines file (default: none)")
+    q.add_argument("--min-face-prob", type=float, default=None,
+                   help="models with a face branch: drop crops it scores below this, in predict and in "
+                        "--predictions-out (default: the model's face_threshold, 0.5)")
     q.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="predict with PyTorch or an exported ONNX file given as --model (default: torch)")
     q.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
     return p
 
 
-# ---------------------------------------------------------------- config from flags
-
-def config_overrides(args) -> dict:
-    """The settings given on the command line, as Config fields."""
-    names = [f.name for f in dataclasses.fields(Config) if f.name not in ("augment", "class_weights")]
-    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if args.class_weights is not None:
-        try:
-            values["class_weights"] = tuple(float(v) for v in args.class_weights.split(","))
-        except ValueError:
-            raise UsageError(f"--class-weights takes two numbers like 1,2, got {args.class_weights!r}") from None
-    augment = dataclasses.asdict(STANDARD_AUGMENT) if args.augment else {}
-    for name in (f.name for f in dataclasses.fields(AugmentSettings)):
-        if getattr(args, name) is not None:
-            augment[name] = getattr(args, name)
-    if augment:
-        values["augment"] = augment
-    return values
-
+# ---------------------------------------------------------------- config, lists, datasets
 
 def training_config(args, base: Config | None = None) -> Config:
     config = load_config_file(args.config, base) if args.config else (base or Config())
     return config_from_dict(config_overrides(args), config, "command line")
 
-
-# ---------------------------------------------------------------- lists and datasets
 
 def list_paths(args) -> tuple[Path, Path]:
     return (args.train_list or args.list_dir / "train.txt", args.test_list or args.list_dir / "test.txt")
@@ -181,18 +122,55 @@ def ensure_lists(args, seed: int, ranks: Distributed | None = None) -> tuple[Pat
     return train_list, test_list
 
 
-def make_dataset(path: Path, config: Config, args, train: bool) -> FaceLandmarksDataset:
-    data = read_list(path, strict=args.strict)
+def make_dataset(data: LandmarkList, spec: ModelSpec, args, train: bool) -> FaceLandmarksDataset:
+    config = spec.config
     dataset = FaceLandmarksDataset(
-        data.entries, size=config.input_size, channels=config.channels, normalize=config.normalize,
-        augment=config.augment if train else None, cache_dir=None if args.no_cache else args.cache_dir,
-        strict=args.strict, progress=not args.quiet,
+        data.entries, num_points=spec.num_points, size=config.input_size, channels=config.channels,
+        normalize=config.normalize, augment=config.augment if train else None,
+        flip_permutation=spec.scheme.flip_permutation, attributes=tuple(spec.aux_classes),
+        cache_dir=None if args.no_cache else args.cache_dir, strict=args.strict, progress=not args.quiet,
         pin_memory=resolve_device(args.device).type == "cuda")
-    dataset.list = data
     skipped = data.report.skipped + dataset.report.skipped
-    log.info("%s: %d crops (%d faces, %d non-faces)%s", path, len(dataset), int(dataset.is_face.sum()),
+    log.info("%s: %d crops (%d faces, %d non-faces)%s", data.path, len(dataset), int(dataset.is_face.sum()),
              int((~dataset.is_face).sum()), f", {skipped} skipped" if skipped else "")
     return dataset
+
+
+def read_list_for(path: Path, spec: ModelSpec, args) -> LandmarkList:
+    """A list to test or validate ``spec``'s model on: same scheme and crop expansion."""
+    data = read_list(path, strict=args.strict, num_points=spec.num_points or None)
+    scheme = data.info.scheme
+    if data.num_points is not None and data.num_points != spec.num_points:
+        raise UsageError(f"{path}: holds {data.num_points}-point faces but the model predicts "
+                         f"{spec.num_points} ({spec.scheme.name}); build lists with --scheme {spec.scheme.name}")
+    if scheme is not None and scheme.name != spec.scheme.name:
+        log.warning("%s: lists of scheme %s, the model's is %s (same point count)", path, scheme.name, spec.scheme.name)
+    if data.info.expand is not None and abs(data.info.expand - spec.config.crop_expand) > 1e-9:
+        raise UsageError(f"{path}: crops expanded by {data.info.expand} but the model was trained on "
+                         f"{spec.config.crop_expand}; build lists with --expand {spec.config.crop_expand}")
+    return data
+
+
+def training_spec(config: Config, data: LandmarkList) -> ModelSpec:
+    """The spec a run trains: the config with the lists' scheme, expansion and attributes."""
+    scheme = resolve_scheme(config, data.info.scheme)
+    if data.num_points is not None and data.num_points != scheme.num_points:
+        raise UsageError(f"{data.path}: holds {data.num_points}-point faces but scheme {scheme.name} has "
+                         f"{scheme.num_points}")
+    expand = data.info.expand
+    if config.expand is not None and expand is not None and abs(config.expand - expand) > 1e-9:
+        raise UsageError(f"--expand {config.expand}: the lists in {data.path.parent} were cut with {expand}; "
+                         f"build lists with python -m landmarks.data --expand {config.expand}")
+    config = dataclasses.replace(config, scheme=scheme.name, expand=config.expand if expand is None else expand)
+    if config.expand is None:
+        config = dataclasses.replace(config, expand=config.crop_expand)
+    unknown = [name for name in config.aux_weights() if name not in data.info.attributes]
+    if unknown:
+        have = ", ".join(data.info.attributes) or "none"
+        raise UsageError(f"--aux {', '.join(unknown)}: the lists carry no such attribute (they carry: {have}); "
+                         "python -m landmarks.data --yaw adds a yaw attribute")
+    attributes = {name: data.info.attributes[name] for name in config.aux_weights()}
+    return ModelSpec(config, scheme, attributes)
 
 
 def writable_folder(folder: Path) -> Path:
@@ -219,12 +197,11 @@ def new_run_dir(args, config: Config, ranks: Distributed) -> Path:
 
 # ---------------------------------------------------------------- phases
 
-def load_for_inference(args):
-    """The model of --model (or the default) as test, predict and export run it."""
-    model, config, _ = load_model(resolve_model(args.model or default_model()))
-    if args.test_flip is not None:
-        config = dataclasses.replace(config, test_flip=args.test_flip)
-    return inference_net(model, config.test_flip), config
+def finetune_spec(old: ModelSpec, new: ModelSpec) -> ModelSpec:
+    """The finetuned model: the old net with the new run's heads (face branch, scheme, attributes)."""
+    if new.config.net != old.config.net:
+        raise UsageError(f"--net {new.config.net}: finetuning keeps the model's net ({old.config.net})")
+    return new
 
 
 def phase_train(args, finetune: bool = False) -> int:
@@ -234,7 +211,7 @@ def phase_train(args, finetune: bool = False) -> int:
     if ranks.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     resume = args.resume is not None
-    init_model = None
+    loaded = None
     if resume:
         if not (args.resume / "config.json").is_file():
             raise UsageError(f"{args.resume}: not a run folder (no config.json); pass the folder of an earlier run")
@@ -247,38 +224,50 @@ def phase_train(args, finetune: bool = False) -> int:
     elif finetune:
         if not args.model:
             raise UsageError("--phase finetune needs --model CHECKPOINT (or a shipped model name)")
-        init_model, base, _ = load_model(resolve_model(args.model), add_classifier=bool(args.classify))
-        base = dataclasses.replace(base, lr=base.learning_rate / 10)
+        model_path = resolve_model(args.model)
+        old = spec_from_dict(read_checkpoint(model_path), str(model_path))
+        base = dataclasses.replace(old.config, scheme=old.scheme.name if old.scheme else "",
+                                   lr=old.config.learning_rate / 10)
         config = training_config(args, base)
     else:
         config = training_config(args)
     train_list, test_list = ensure_lists(args, config.seed, ranks)
+    train_data = read_list(train_list, strict=args.strict)
+    spec = training_spec(config, train_data)
+    if finetune and not resume:
+        loaded = load_model(model_path, spec_change=lambda old: finetune_spec(old, spec))
+        if loaded.new_layers:
+            heads = sorted({name.split(".")[0] for name in loaded.new_layers})
+            log.info("finetune: new layers (not in %s): %s", args.model, ", ".join(heads))
     if not resume:
         run_dir = new_run_dir(args, config, ranks)
     if ranks.main:
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        log.info("config: %s", json.dumps(config.to_dict()))
-    train_set = make_dataset(train_list, config, args, train=True)
-    check_list_stage(train_set.list, config.classify)
+        (run_dir / "config.json").write_text(json.dumps(spec.config.to_dict(), indent=2) + "\n")
+        log.info("config: %s", json.dumps(spec.config.to_dict()))
+    train_set = make_dataset(train_data, spec, args, train=True)
+    check_list_stage(train_data, spec.config.classify)
     val_set = None
     if test_list.is_file() and test_list.read_text().strip():
-        val_set = make_dataset(test_list, config, args, train=False)
-        check_list_stage(val_set.list, config.classify)
-    torch.manual_seed(config.seed)
-    model = init_model if init_model is not None else build_net(config.net, config.channels, config.input_size, config.classify)
+        val_data = read_list_for(test_list, spec, args)
+        check_list_stage(val_data, spec.config.classify)
+        val_set = make_dataset(val_data, spec, args, train=False)
+    torch.manual_seed(spec.config.seed)
+    model = loaded.net if loaded is not None else spec.build()
+    model = model.to(memory_format=torch.channels_last)
     if finetune and args.freeze:
         frozen = freeze(model, [n.strip() for n in args.freeze.split(",") if n.strip()])
         log.info("frozen layers: %s", ", ".join(frozen))
     elif args.freeze:
         raise UsageError("--freeze is for --phase finetune")
     if ranks.main:
-        log.info("%s: %s net, %d parameters, run folder %s", "finetune" if finetune else "train",
-                 config.net, count_parameters(model), run_dir)
+        log.info("%s: %s net, %s scheme (%d points), %d parameters, run folder %s",
+                 "finetune" if finetune else "train", spec.config.net, spec.scheme.name, spec.num_points,
+                 count_parameters(model), run_dir)
         if device.type == "cpu":
             log.info("%s", native.kernels().note)
-    result = fit(model, config, train_set, val_set, run_dir, device, resume=resume, max_steps=args.max_steps,
-                 progress=not args.quiet, ranks=ranks,
-                 extra_state={"frozen": args.freeze or ""})
+    task = LandmarkTask(spec, spec.codec(model))
+    result = fit(model, spec, task, train_set, val_set, run_dir, device, resume=resume, max_steps=args.max_steps,
+                 progress=not args.quiet, ranks=ranks, extra_state={"frozen": args.freeze or ""})
     if ranks.main:
         best = result.best
         if "val_nme_box" in best:
@@ -292,35 +281,51 @@ def phase_train(args, finetune: bool = False) -> int:
     return 0
 
 
+def load_for_inference(args):
+    loaded = load_model(resolve_model(args.model or default_model()))
+    return loaded, loaded.spec.inference_model(loaded.net, args.test_flip)
+
+
 def phase_test(args) -> int:
-    model, config = load_for_inference(args)
+    loaded, _ = load_for_inference(args)
+    spec = loaded.spec
     device = resolve_device(args.device)
-    _, test_list = ensure_lists(args, config.seed) if args.test_list is None else (None, args.test_list)
-    dataset = make_dataset(test_list, config, args, train=False)
-    if dataset.list.non_faces and not config.classify:
+    _, test_list = ensure_lists(args, spec.config.seed) if args.test_list is None else (None, args.test_list)
+    data = read_list_for(test_list, spec, args)
+    if data.non_faces and not spec.config.classify:
         raise UsageError(f"{test_list}: list has non-face lines (stage 3) but the model has no "
                          "face/non-face branch; test it on a stage-1 list or use a stage-3 model")
-    metrics, predictions = evaluate(model.to(device), dataset, config, device, max_steps=args.max_steps)
-    metrics["skipped"] = dataset.list.report.skipped + dataset.report.skipped
+    dataset = make_dataset(data, spec, args, train=False)
+    task = LandmarkTask(spec, spec.codec(loaded.net))
+    metrics, predictions = task.evaluate(loaded.net.to(device), dataset, device, max_steps=args.max_steps,
+                                         test_flip=args.test_flip)
+    metrics["skipped"] = data.report.skipped + dataset.report.skipped
     print(f"{test_list}: {metrics['faces']} faces  loss {metrics['loss']:.4g}  NME_box {metrics['nme_box']:.2f}%  "
           f"NME_io {metrics['nme_io']:.2f}%  FR@0.1 {metrics['fr_io@0.1']:.1f}%  AUC@0.1 {metrics['auc_io@0.1']:.3f}")
     if "acc" in metrics:
+        kinds = "".join(f"  {k[len('acc_nonface_'):]} {v:.4f}" for k, v in metrics.items()
+                        if k.startswith("acc_nonface_"))
         print(f"face/non-face accuracy {metrics['acc']:.4f}  on faces {metrics['acc_face']:.4f}  "
-              f"on non-faces {metrics['acc_nonface']:.4f}")
+              f"on non-faces {metrics['acc_nonface']:.4f}" + (f" (by kind:{kinds})" if kinds else ""))
+    for name in spec.aux_classes:
+        if f"aux_{name}_acc" in metrics:
+            print(f"attribute {name}: accuracy {metrics[f'aux_{name}_acc']:.4f}")
     if args.metrics_json:
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         args.metrics_json.write_text(json.dumps(metrics, indent=2) + "\n")
     if args.predictions_out:
-        write_predictions(args.predictions_out, dataset, predictions)
+        threshold = spec.config.face_threshold if args.min_face_prob is None else args.min_face_prob
+        write_predictions(args.predictions_out, dataset, predictions, threshold)
     return 0
 
 
-def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: dict) -> None:
-    """label.txt form: path as listed, the list's box, 42 predicted coordinates in image pixels."""
+def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: dict, min_face_prob: float) -> None:
+    """label.txt form: path as listed, the list's box, 2K predicted coordinates in image pixels,
+    for each crop the model calls a face (face probability at least ``min_face_prob``)."""
     lines = []
     prob = predictions["face_prob"]
     for i, points in zip(predictions["indices"], predictions["points"]):
-        if prob is not None and prob[i] < FACE_THRESHOLD:
+        if prob is not None and prob[i] < min_face_prob:
             continue  # classified as a non-face: no landmarks
         entry = dataset.entries[i]
         absolute = points + entry.box[:2]
@@ -332,49 +337,53 @@ def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: di
 
 
 def phase_predict(args) -> int:
-    from .predict import Predictor, annotate, faces_as_json, faces_as_text, image_inputs, parse_box, write_picture
+    from .inference.landmarker import Landmarker, as_image
+    from .inference.predict import (draw_faces, faces_as_json, faces_as_text, image_inputs, parse_box,
+                                    write_picture)
 
     if args.image is None:
         raise UsageError("--phase predict needs --image PICTURE_OR_FOLDER")
     box = parse_box(args.box) if args.box else None
-    if args.backend == "onnxruntime":
-        if not args.model or not str(args.model).endswith(".onnx"):
-            raise UsageError("--backend onnxruntime needs --model FILE.onnx from --phase export")
-        config_path = Path(str(args.model) + ".json")
-        if not config_path.is_file():
-            raise UsageError(f"{config_path}: missing; it is written beside the .onnx file by --phase export")
-        predictor = Predictor(load_config_file(config_path), onnx_path=Path(args.model))
-    else:
-        model, config = load_for_inference(args)
-        predictor = Predictor(config, model)
+    model = args.model or (None if args.backend == "torch" else args.model)
+    marker = Landmarker(model, detector=None if box is not None else "haar", test_flip=args.test_flip,
+                        min_face_prob=args.min_face_prob, backend=args.backend)
     images = image_inputs(args.image)
     folder_out = args.image.is_dir() or (args.out is not None and args.out.suffix == "")
     out_base = args.out or Path("predictions")
-    found = 0
-    for image_path in images:
-        out_path = out_base / f"{image_path.stem}_landmarks.png" if folder_out or args.out is None else out_base
-        try:
-            faces, canvas = annotate(image_path, predictor, box, args.min_face_prob)
-        except DataError as error:
-            if len(images) == 1:
-                raise
-            print(f"error: {error}", file=sys.stderr)
-            continue
-        write_picture(out_path, canvas)
-        found += sum(f.landmarks is not None for f in faces)
-        print(faces_as_json(image_path, out_path, faces) if args.json else faces_as_text(image_path, out_path, faces))
-        if not faces and not args.json:
-            print(f"  no face found in {image_path}; pass --box x1,y1,x2,y2 to give one")
+    json_out = None
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out = open(args.json_out, "w")
+    try:
+        for image_path in images:
+            out_path = out_base / f"{image_path.stem}_landmarks.png" if folder_out or args.out is None else out_base
+            try:
+                rgb = as_image(image_path)
+                faces = marker.landmarks(rgb, box[None]) if box is not None else marker.detect(rgb)
+            except DataError as error:
+                if len(images) == 1:
+                    raise
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            write_picture(out_path, draw_faces(rgb, faces, marker.scheme.lines))
+            record = faces_as_json(image_path, out_path, faces)
+            if json_out:
+                json_out.write(record + "\n")
+            print(record if args.json else faces_as_text(image_path, out_path, faces))
+            if not faces:
+                print(f"note: no face found in {image_path}; pass --box x1,y1,x2,y2 to give one", file=sys.stderr)
+    finally:
+        if json_out:
+            json_out.close()
     return 0
 
 
 def phase_export(args) -> int:
     if args.out is None:
         raise UsageError("--phase export needs --out FILE")
-    model, config = load_for_inference(args)
-    out = export_model(model, config, args.format, args.out)
-    Path(str(out) + ".json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    print(f"exported {config.net} as {args.format}: {out} (preprocessing settings in {out}.json)")
+    loaded, model = load_for_inference(args)
+    out = export_model(model, loaded.spec, args.format, args.out)
+    print(f"exported {loaded.config.net} as {args.format}: {out} (preprocessing settings in {out}.json)")
     return 0
 
 

@@ -11,11 +11,6 @@ import math
 
 import numpy as np
 
-# New index i takes old index FLIP_PERMUTATION[i] (course-data README).
-FLIP_PERMUTATION = (5, 4, 3, 2, 1, 0, 9, 8, 7, 6, 12, 11, 10, 13, 14, 15, 17, 16, 18, 20, 19)
-# 0-based indices of the outer eye corners (points 7 and 10), the NME_io normaliser.
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 6, 9
-
 
 def expand_box(box, ratio: float = 0.25) -> np.ndarray:
     """Grow ``box`` by ``ratio`` of its width and height on every side."""
@@ -81,11 +76,12 @@ def iou(box, boxes) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def flip_points(points, width: float) -> np.ndarray:
-    """Mirror ``[..., 21, 2]`` points in an image ``width`` wide, swapping left and right."""
+def flip_points(points, width: float, permutation) -> np.ndarray:
+    """Mirror ``[..., K, 2]`` points in an image ``width`` wide; ``permutation`` (the scheme's
+    flip permutation) swaps left and right points."""
     points = np.asarray(points, dtype=np.float64)
-    if points.shape[-2] != len(FLIP_PERMUTATION):
-        raise ValueError(f"flip needs {len(FLIP_PERMUTATION)} points, got {points.shape[-2]}")
+    if points.shape[-2] != len(permutation):
+        raise ValueError(f"flip permutation has {len(permutation)} points, the points {points.shape[-2]}")
     mirrored = points.copy()
     mirrored[..., 0] = width - mirrored[..., 0]
-    return mirrored[..., list(FLIP_PERMUTATION), :]
+    return mirrored[..., list(permutation), :]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-
 
 def mean_point_error(pred, truth) -> np.ndarray:
     """pred, truth: [N, K, 2] -> [N] mean Euclidean distance over the K points."""
@@ -24,10 +22,11 @@ def box_normaliser(truth) -> np.ndarray:
     return np.sqrt(extent[..., 0] * extent[..., 1])
 
 
-def interocular_normaliser(truth) -> np.ndarray:
-    """truth: [N, 21, 2] -> [N] distance between the outer eye corners (points 7, 10)."""
+def interocular_normaliser(truth, pair: tuple[int, int]) -> np.ndarray:
+    """truth: [N, K, 2] -> [N] distance between the scheme's two NME_io points ``pair``
+    (for the course's 21 points, the outer eye corners 7 and 10: indices 6 and 9)."""
     truth = np.asarray(truth, dtype=np.float64)
-    return np.linalg.norm(truth[..., LEFT_EYE_OUTER, :] - truth[..., RIGHT_EYE_OUTER, :], axis=-1)
+    return np.linalg.norm(truth[..., pair[0], :] - truth[..., pair[1], :], axis=-1)
 
 
 def nme(pred, truth, norm) -> np.ndarray:
@@ -58,15 +57,16 @@ def cumulative_error_curve(nmes, threshold: float = 0.10, steps: int = 100):
     return xs, np.searchsorted(nmes, xs, side="right") / max(nmes.size, 1)
 
 
-def landmark_metrics(pred, truth, threshold: float = 0.10) -> dict:
-    """The reported metrics for [N, 21, 2] predictions and truths in image pixels.
+def landmark_metrics(pred, truth, interocular: tuple[int, int], threshold: float = 0.10) -> dict:
+    """The reported metrics for [N, K, 2] predictions and truths in image pixels;
+    ``interocular`` names the two points NME_io divides by.
 
     Returns nme_box, nme_io, fr_io@<t> (all in %), auc_io@<t> (a fraction), faces.
     """
     pred = np.asarray(pred, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     nme_box = nme(pred, truth, box_normaliser(truth))
-    nme_io = nme(pred, truth, interocular_normaliser(truth))
+    nme_io = nme(pred, truth, interocular_normaliser(truth, interocular))
     key = f"{threshold:g}"
     return {
         "faces": int(len(truth)),

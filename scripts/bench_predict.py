@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from landmarks.checkpoint import load_model, resolve_model, shipped_models
-from landmarks.export import export_model
-from landmarks.net import count_parameters, split_output
+from landmarks.inference.export import export_model
+from landmarks.net import count_parameters
 
 
 def timed(function, repeats: int) -> float:
@@ -52,17 +52,17 @@ def main(argv=None) -> int:
           f"onnxruntime {onnxruntime.__version__}")
     print(f"{'model':10s} {'net':12s} {'params':>9s} {'backend':12s} {'ms/face b1':>11s} {'faces/s b64':>12s}")
     for name in args.models or shipped_models():
-        model, config, _ = load_model(resolve_model(name))
-        model.eval()
+        loaded = load_model(resolve_model(name))
+        model, config = loaded.spec.inference_model(loaded.net), loaded.config
         shape = (config.channels, config.input_size, config.input_size)
         one, many = torch.randn(1, *shape), torch.randn(64, *shape)
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_file = export_model(model, config, "onnx", Path(tmp) / "m.onnx")
-            script_file = export_model(model, config, "torchscript", Path(tmp) / "m.pt")
+            onnx_file = export_model(model, loaded.spec, "onnx", Path(tmp) / "m.onnx")
+            script_file = export_model(model, loaded.spec, "torchscript", Path(tmp) / "m.pt")
             scripted = torch.jit.optimize_for_inference(torch.jit.load(str(script_file)).eval())
             session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
             backends = {
-                "eager": lambda x: split_output(model(x)),
+                "eager": lambda x: model(x),
                 "torchscript": lambda x: scripted(x),
                 "onnxruntime": lambda x: session.run(None, {"image": x.numpy()}),
             }

@@ -37,14 +37,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmarks import native
 from landmarks.config import Config
-from landmarks.data import FaceLandmarksDataset
-from landmarks.detector import STANDARD_AUGMENT
-from landmarks.engine import forward_step, keep_freed_memory, make_optimizer
+from landmarks.data import FaceLandmarksDataset, load_scheme, read_list
+from landmarks.data.augment import STANDARD_AUGMENT
 from landmarks.geometry import flip_points
-from landmarks.labels import read_list
-from landmarks.net import PReLU, build_net
+from landmarks.net import PReLU, native
+from landmarks.spec import ModelSpec
+from landmarks.train import LandmarkTask, keep_freed_memory
+from landmarks.train.optim import make_optimizer
+
+SCHEME = load_scheme("course21")
+SPEC = ModelSpec(Config(scheme="course21"), SCHEME)
 
 
 class CourseStyleDataset(torch.utils.data.Dataset):
@@ -65,7 +68,7 @@ class CourseStyleDataset(torch.utils.data.Dataset):
         if self.augment:
             if random.random() < 0.5:
                 crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-                points = flip_points(points, x2 - x1)
+                points = flip_points(points, x2 - x1, SCHEME.flip_permutation)
             angle = random.uniform(-15, 15)
             crop = crop.rotate(angle, resample=Image.BILINEAR, center=((x2 - x1) / 2, (y2 - y1) / 2))
             centre = np.array([(x2 - x1) / 2, (y2 - y1) / 2])
@@ -82,7 +85,7 @@ class CourseStyleDataset(torch.utils.data.Dataset):
 
 def stock_stage1_net() -> torch.nn.Module:
     """The stage-1 net as the course writes it: torch's own PReLU, NCHW tensors."""
-    net = build_net("stage1")
+    net = SPEC.build()
     for module in list(net.modules()):
         for name, child in module.named_children():
             if isinstance(child, PReLU):
@@ -96,7 +99,8 @@ class Trainer:
     """Stage-1 training fed by an endless stream of batches, timed in slices."""
 
     def __init__(self, batch_epochs, config, ours: bool):
-        self.model = (build_net("stage1") if ours else stock_stage1_net()).train()
+        self.model = (SPEC.build() if ours else stock_stage1_net()).train()
+        self.task = LandmarkTask(SPEC, SPEC.codec(self.model))
         self.optimizer = (make_optimizer("adam", self.model.parameters(), config, 1e-3) if ours
                           else torch.optim.Adam(self.model.parameters(), lr=1e-3))
         self.batches = itertools.chain.from_iterable(batch_epochs)
@@ -109,7 +113,7 @@ class Trainer:
         while seen < samples:
             batch = next(self.batches)
             if step:
-                out = forward_step(self.model, batch, self.config, torch.device("cpu"))
+                out = self.task.step(self.model, batch, torch.device("cpu"))
                 self.optimizer.zero_grad()
                 out.loss.backward()
                 self.optimizer.step()
@@ -128,7 +132,8 @@ def build_trainer(kind: str, list_path: Path, augment: bool, workers: int) -> tu
         return Trainer(itertools.repeat(loader), config, ours=False), 0.0
     keep_freed_memory()  # as the train phase does
     start = time.perf_counter()
-    dataset = FaceLandmarksDataset(entries, augment=STANDARD_AUGMENT if augment else None)
+    dataset = FaceLandmarksDataset(entries, augment=STANDARD_AUGMENT if augment else None,
+                                   flip_permutation=SCHEME.flip_permutation)
     decode = time.perf_counter() - start
     generator = torch.Generator().manual_seed(0)
     epochs = (dataset.batches(config.batch_size, shuffle=True, generator=generator) for _ in itertools.count())

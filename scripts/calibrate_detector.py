@@ -3,7 +3,7 @@
 For every annotated face that a detection overlaps (IoU >= 0.3), the annotated box
 is written relative to the detection: (x1 - dx1) / dw, (y1 - dy1) / dh,
 (x2 - dx1) / dw, (y2 - dy1) / dh. The medians map a detection to the box the
-models were trained on (landmarks.predict.DETECTOR_TO_ANNOTATION).
+models were trained on (landmarks.inference.faces.HAAR_TO_ANNOTATION).
 
     python scripts/calibrate_detector.py --data-dir ../shared/course-data --images 400
 """
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from landmarks.data.formats import read_label_file
+from landmarks.data.images import load_image
+from landmarks.data.labels import Report
 from landmarks.geometry import iou
-from landmarks.images import load_image
-from landmarks.labels import Report, read_label_file
-from landmarks.predict import detect_faces
+from landmarks.inference.faces import HaarFinder
 
 
 def main(argv=None) -> int:
@@ -37,8 +38,9 @@ def main(argv=None) -> int:
     images = sorted(by_image)
     chosen = np.random.default_rng(args.seed).choice(len(images), min(args.images, len(images)), replace=False)
     offsets, found, total = [], 0, 0
+    finder = HaarFinder()
     for i in chosen:
-        detections = detect_faces(load_image(images[i], 3))
+        detections = finder.raw(load_image(images[i], 3))
         for box in by_image[images[i]]:
             total += 1
             if not len(detections):

@@ -9,7 +9,6 @@ flatter it) is tested on lists/split/test.txt in original-image pixels.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
 import json
 import math
@@ -21,11 +20,10 @@ import numpy as np
 import torch
 
 from landmarks.checkpoint import load_model
-from landmarks.data import FaceLandmarksDataset
-from landmarks.engine import evaluate
-from landmarks.labels import read_list
+from landmarks.data import FaceLandmarksDataset, read_list
 from landmarks.metrics import cumulative_error_curve, interocular_normaliser, nme
-from landmarks.net import count_parameters, inference_net
+from landmarks.net import count_parameters
+from landmarks.train import LandmarkTask
 
 # run name -> (what it shows, the flags after `--phase train --list-dir lists/split`)
 ROWS = [
@@ -85,14 +83,15 @@ def main(argv=None) -> int:
         if not (run / "last.pt").is_file():
             print(f"skipping {name}: no {run / 'last.pt'}")
             continue
-        model, config, payload = load_model(run / "last.pt")
-        config = dataclasses.replace(config, test_flip=flip)
-        model = inference_net(model, flip)
-        dataset = FaceLandmarksDataset(entries, size=config.input_size, channels=config.channels,
-                                       normalize=config.normalize)
-        metrics, predictions = evaluate(model, dataset, config, torch.device("cpu"))
+        loaded = load_model(run / "last.pt")
+        spec, config = loaded.spec, loaded.config
+        dataset = FaceLandmarksDataset(entries, num_points=spec.num_points, size=config.input_size,
+                                       channels=config.channels, normalize=config.normalize)
+        task = LandmarkTask(spec, spec.codec(loaded.net))
+        metrics, predictions = task.evaluate(loaded.net, dataset, torch.device("cpu"), test_flip=flip)
+        model = spec.inference_model(loaded.net, flip)
         name = f"{name} +flip" if flip else name
-        curves[name] = nme(predictions["points"], truth, interocular_normaliser(truth))
+        curves[name] = nme(predictions["points"], truth, interocular_normaliser(truth, spec.scheme.interocular))
         history = list(csv.DictReader(open(run / "history.csv")))
         minutes = sum(float(r["seconds"]) for r in history) / 60
         table.append((name, what, flags, metrics, count_parameters(model), minutes, len(history)))

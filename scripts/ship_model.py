@@ -21,10 +21,12 @@ def main(argv=None) -> int:
     parser.add_argument("--test-flip", action="store_true",
                         help="ship with test-time flip averaging switched on (default: as trained)")
     args = parser.parse_args(argv)
-    model, config, _ = load_model(args.checkpoint)
+    loaded = load_model(args.checkpoint, expect_task=None)
+    spec = loaded.spec
     if args.test_flip:
-        config = dataclasses.replace(config, test_flip=True)
-    data = checkpoint_bytes(model, config)
+        spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, test_flip=True))
+    data = checkpoint_bytes(loaded.net, spec)
+    config = spec.config
     if len(data) > MAX_BYTES:
         raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 10 MB limit for shipped models")
     out = Path(__file__).resolve().parents[1] / "landmarks" / "models" / f"{args.name}.pt"

@@ -1,6 +1,9 @@
 import torch
 
-from landmarks.augment import ColorJitter, RandomAffine, RandomHorizontalFlip, affine_warp, hflip
+from landmarks.data.augment import ColorJitter, RandomAffine, RandomHorizontalFlip, affine_warp, hflip
+from landmarks.data.scheme import load_scheme
+
+FLIP = load_scheme("course21").flip_permutation
 
 
 def image_with_dots(points, size=112, channels=1):
@@ -17,7 +20,7 @@ def random_points(generator, low=20, high=90):
 def test_flipping_twice_is_the_identity():
     g = torch.Generator().manual_seed(0)
     image, points = torch.rand(3, 1, 112, 112, generator=g), random_points(g).repeat(3, 1, 1)
-    twice = hflip(*hflip(image, points))
+    twice = hflip(*hflip(image, points, FLIP), FLIP)
     assert torch.equal(twice[0], image) and torch.allclose(twice[1], points)
 
 
@@ -25,7 +28,7 @@ def test_after_a_flip_point_7_lands_where_the_mirrored_point_10_was():
     g = torch.Generator().manual_seed(1)
     points = random_points(g)
     image = image_with_dots(points[0])
-    flipped_image, flipped = hflip(image, points)
+    flipped_image, flipped = hflip(image, points, FLIP)
     assert torch.allclose(flipped[0, 6], torch.tensor([112 - points[0, 9, 0], points[0, 9, 1]]))
     x, y = flipped[0, 6]
     assert flipped_image[0, 0, int(y), int(x)] == 255.0  # the dot moved with its label
@@ -34,8 +37,8 @@ def test_after_a_flip_point_7_lands_where_the_mirrored_point_10_was():
 def test_random_flip_with_p_1_flips_every_sample_and_p_0_none():
     g = torch.Generator().manual_seed(2)
     image, points = torch.rand(4, 1, 8, 8, generator=g), torch.rand(4, 21, 2, generator=g) * 8
-    assert torch.equal(RandomHorizontalFlip(1.0)(image, points, g)[0], image.flip(-1))
-    assert torch.equal(RandomHorizontalFlip(0.0)(image, points, g)[0], image)
+    assert torch.equal(RandomHorizontalFlip(FLIP, 1.0)(image, points, g)[0], image.flip(-1))
+    assert torch.equal(RandomHorizontalFlip(FLIP, 0.0)(image, points, g)[0], image)
 
 
 def test_a_rotation_keeps_the_points_on_the_pixels_they_marked():

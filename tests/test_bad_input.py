@@ -8,7 +8,7 @@ from PIL import Image
 
 from landmarks.detector import main
 from landmarks.errors import DataError
-from landmarks.images import load_image
+from landmarks.data.images import load_image
 
 from conftest import run_main, train_args, write_image
 

@@ -5,8 +5,8 @@ import torch
 from landmarks.data import (FaceLandmarksDataset, build_lists, normalize_images, sample_negatives, split_by_image,
                             verification_picture)
 from landmarks.geometry import iou
-from landmarks.images import load_image
-from landmarks.labels import read_list
+from landmarks.data.images import load_image
+from landmarks.data.labels import read_list
 from landmarks.errors import UsageError
 
 from conftest import write_image
@@ -46,7 +46,7 @@ def test_dataset_rescales_points_to_the_112_crop(tmp_path):
     image = write_image(tmp_path / "a.png", width=200, height=100)
     points = np.tile([[10.0, 20.0]], (21, 1))
     points[1] = [60.0, 70.0]
-    from landmarks.labels import ListEntry
+    from landmarks.data.labels import ListEntry
     entry = ListEntry(image, np.array([40.0, 10.0, 120.0, 90.0]), points)  # 80x80 box
     dataset = FaceLandmarksDataset([entry], size=112, normalize=False)
     sample = dataset[0]
@@ -58,9 +58,10 @@ def test_dataset_rescales_points_to_the_112_crop(tmp_path):
 
 
 def test_augmented_batches_keep_shapes_and_vary_with_the_seed(sample_lists):
-    from landmarks.augment import AugmentSettings
+    from landmarks.data.augment import AugmentSettings
     entries = read_list(sample_lists / "train.txt").entries
-    dataset = FaceLandmarksDataset(entries, augment=AugmentSettings(flip=0.5, rotation=10, shift=0.05, scale=0.1))
+    dataset = FaceLandmarksDataset(entries, augment=AugmentSettings(flip=0.5, rotation=10, shift=0.05, scale=0.1),
+                                   flip_permutation=read_list(sample_lists / "train.txt").info.scheme.flip_permutation)
     one = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
     again = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
     other = next(dataset.batches(8, shuffle=True, generator=torch.Generator().manual_seed(1)))
@@ -80,11 +81,14 @@ def test_missing_image_in_a_list_is_named_and_skipped(sample_lists, tmp_path):
     assert f"{broken}:2" in dataset.report.problems[0]
 
 
-def test_negatives_stay_clear_of_every_face():
+def test_negatives_stay_clear_of_every_face_and_partial_ones_overlap_one():
     faces = np.array([[10.0, 10.0, 60.0, 60.0], [100.0, 20.0, 150.0, 70.0]])
-    boxes = sample_negatives(faces, 300, 200, count=5, max_iou=0.3, rng=np.random.default_rng(0))
-    assert len(boxes) >= 5
-    assert all(iou(box, faces).max() < 0.3 for box in boxes)
+    found = sample_negatives(faces, 300, 200, count=6, max_iou=0.3, rng=np.random.default_rng(0))
+    kinds = [kind for _, kind in found]
+    assert len(found) >= 10 and kinds.count("random") >= 5 and kinds.count("partial") >= 5
+    assert all(iou(box, faces).max() < 0.3 for box, _ in found)
+    assert all(iou(box, faces).max() >= 0.1 for box, kind in found if kind == "partial")
+    assert all(0 <= box[0] < box[2] <= 300 and 0 <= box[1] < box[3] <= 200 for box, _ in found)
 
 
 def test_stage3_lists_have_labelled_faces_and_non_faces(sample_dir, tmp_path):
@@ -112,20 +116,20 @@ def test_per_image_normalisation_gives_zero_mean_and_unit_std():
 
 
 def _two_face_entries(tmp_path):
-    from landmarks.labels import ListEntry
+    from landmarks.data.labels import ListEntry
     points = np.tile([[30.0, 40.0]], (21, 1))
     return [ListEntry(write_image(tmp_path / f"{name}.png", seed=seed), np.array([10.0, 10.0, 90.0, 90.0]), points)
             for name, seed in (("a", 1), ("b", 2))]
 
 
 def test_crop_cache_is_reused_and_a_changed_list_or_image_rebuilds_it(tmp_path, monkeypatch):
-    import landmarks.data
+    import landmarks.data.dataset
     entries = _two_face_entries(tmp_path)
     cache = tmp_path / "cache"
     first = FaceLandmarksDataset(entries, cache_dir=cache)
-    cut_crops = landmarks.data.cut_crops
+    cut_crops = landmarks.data.dataset.cut_crops
     calls = []
-    monkeypatch.setattr(landmarks.data, "cut_crops", lambda *args, **kw: calls.append(1) or cut_crops(*args, **kw))
+    monkeypatch.setattr(landmarks.data.dataset, "cut_crops", lambda *args, **kw: calls.append(1) or cut_crops(*args, **kw))
     again = FaceLandmarksDataset(entries, cache_dir=cache)
     assert calls == [] and torch.equal(again[1]["image"], first[1]["image"])
     entries[0].box[2] -= 4  # another box: other crops
@@ -138,7 +142,7 @@ def test_crop_cache_is_reused_and_a_changed_list_or_image_rebuilds_it(tmp_path, 
 
 def test_crop_cache_writers_started_together_do_not_collide(tmp_path):
     import threading
-    from landmarks.data import store_crops
+    from landmarks.data.dataset import store_crops
     path = tmp_path / "cache" / "crops-x.npz"
     crops, kept = np.zeros((3, 8, 8), np.uint8), np.arange(3)
     start, failures = threading.Barrier(8), []

@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from landmarks.checkpoint import load_model
 from landmarks.detector import main
-from landmarks.labels import read_list
+from landmarks.data.labels import read_list
 
 
 def common(lists, tmp):
@@ -69,8 +70,9 @@ def test_finetune_keeps_frozen_layers_bit_identical(trained, sample_lists, tmp_p
                  "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--run-name", "ft",
                  *common(sample_lists, tmp_path)])
     assert code == 0
-    before, config_before, _ = load_model(trained / "best.pt")
-    after, config_after, _ = load_model(tmp_path / "runs" / "ft" / "last.pt")
+    before, after = load_model(trained / "best.pt"), load_model(tmp_path / "runs" / "ft" / "last.pt")
+    config_before, config_after = before.config, after.config
+    before, after = before.net, after.net
     for name in ("conv1_1", "conv2_1", "conv2_2"):
         for a, b in zip(getattr(before, name).parameters(), getattr(after, name).parameters()):
             assert torch.equal(a, b), name
@@ -106,9 +108,29 @@ def test_predict_on_a_folder_skips_other_files_and_reports_no_face(trained, tmp_
     code = main(["--phase", "predict", "--model", str(trained / "best.pt"), "--image", str(folder),
                  "--out", str(tmp_path / "out")])
     assert code == 0
-    text = capsys.readouterr().out
-    assert "skipping 1 non-image file(s)" in text and "notes.txt" in text
-    assert "no face found" in text and (tmp_path / "out" / "blank_landmarks.png").is_file()
+    captured = capsys.readouterr()
+    assert "skipping 1 non-image file(s)" in captured.err and "notes.txt" in captured.err
+    assert "no face found" in captured.err and (tmp_path / "out" / "blank_landmarks.png").is_file()
+    assert "0 face(s)" in captured.out
+
+
+def test_predict_json_on_a_folder_prints_only_json_lines_and_writes_them(trained, sample_dir, tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in ("000421.jpg", "000297.jpg"):
+        (folder / name).write_bytes((sample_dir / "I" / name).read_bytes())
+    cv2.imwrite(str(folder / "blank.png"), np.full((80, 80, 3), 127, np.uint8))
+    (folder / "notes.txt").write_text("not a picture")
+    json_out = tmp_path / "found.jsonl"
+    code = main(["--phase", "predict", "--model", str(trained / "best.pt"), "--image", str(folder), "--json",
+                 "--json-out", str(json_out), "--out", str(tmp_path / "out")])
+    assert code == 0
+    captured = capsys.readouterr()
+    printed = [json.loads(line) for line in captured.out.splitlines()]  # every stdout line is JSON
+    assert [Path(r["image"]).name for r in printed] == ["000297.jpg", "000421.jpg", "blank.png"]
+    assert [json.loads(line) for line in json_out.read_text().splitlines()] == printed
+    assert "notes.txt" in captured.err
+    assert printed[2]["faces"] == [] and all(len(f["landmarks"]) == 21 for f in printed[1]["faces"])
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -116,11 +138,12 @@ def test_export_gives_the_same_landmarks(trained, sample_lists, tmp_path, fmt):
     pytest.importorskip("onnxruntime")
     out = tmp_path / f"model.{fmt}"
     assert main(["--phase", "export", "--model", str(trained / "best.pt"), "--format", fmt, "--out", str(out)]) == 0
-    model, config, _ = load_model(trained / "best.pt")
+    loaded = load_model(trained / "best.pt")
+    model, config = loaded.spec.inference_model(loaded.net), loaded.config
     from landmarks.data import FaceLandmarksDataset
     batch = next(FaceLandmarksDataset(read_list(sample_lists / "test.txt").entries).batches(16))["image"]
     with torch.no_grad():
-        expected = model.eval()(batch).numpy() * config.input_size
+        expected = model(batch).numpy() * config.input_size
     if fmt == "onnx":
         import onnxruntime
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -24,10 +24,10 @@ def worker(rank: int, world: int, port: int, lists: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from landmarks import detector, engine
+    from landmarks import detector
 
     captured = {}
-    real_fit = engine.fit
+    real_fit = detector.fit
 
     def fit_and_keep(model, *args, **kwargs):
         result = real_fit(model, *args, **kwargs)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from landmarks.geometry import (FLIP_PERMUTATION, clamp_box, crop_box, expand_box, flip_points,
+from landmarks.data.scheme import load_scheme
+from landmarks.geometry import (clamp_box, crop_box, expand_box, flip_points,
                                 from_crop, iou, to_crop)
 
 
@@ -32,22 +33,18 @@ def test_iou_of_known_overlaps():
     np.testing.assert_allclose(iou([0, 0, 10, 10], boxes), [1.0, 50 / 150, 0.0])
 
 
-def test_flip_permutation_is_an_involution_of_21_points():
-    assert sorted(FLIP_PERMUTATION) == list(range(21))
-    assert [FLIP_PERMUTATION[i] for i in FLIP_PERMUTATION] == list(range(21))
-
-
 def test_flip_points_mirrors_and_swaps():
+    flip = load_scheme("course21").flip_permutation
     points = np.arange(42, dtype=float).reshape(21, 2)
-    flipped = flip_points(points, 100)
+    flipped = flip_points(points, 100, flip)
     np.testing.assert_allclose(flipped[6], [100 - points[9, 0], points[9, 1]])  # point 7 <- 10
-    np.testing.assert_allclose(flip_points(flipped, 100), points)
+    np.testing.assert_allclose(flip_points(flipped, 100, flip), points)
     with pytest.raises(ValueError):
-        flip_points(points[:20], 100)
+        flip_points(points[:20], 100, flip)
 
 
-def test_detector_boxes_are_mapped_to_annotation_framing():
-    from landmarks.predict import DETECTOR_TO_ANNOTATION, detector_to_face_box
-    mapped = detector_to_face_box([[100, 200, 200, 300]])
-    np.testing.assert_allclose(mapped[0], 100 * np.array(DETECTOR_TO_ANNOTATION) + [100, 200, 100, 200])
-    assert detector_to_face_box(np.zeros((0, 4))).shape == (0, 4)
+def test_haar_boxes_are_mapped_to_annotation_framing():
+    from landmarks.inference.faces import HAAR_TO_ANNOTATION, haar_to_face_box
+    mapped = haar_to_face_box([[100, 200, 200, 300]])
+    np.testing.assert_allclose(mapped[0], 100 * np.array(HAAR_TO_ANNOTATION) + [100, 200, 100, 200])
+    assert haar_to_face_box(np.zeros((0, 4))).shape == (0, 4)

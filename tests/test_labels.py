@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from landmarks.errors import DataError
-from landmarks.labels import Report, parse_label_line, read_label_file, read_list, write_list, ListEntry
+from landmarks.data.formats import parse_label_line, read_label_file
+from landmarks.data.labels import ListEntry, Report, read_list, write_list
 
 from conftest import label_line, write_image
 
@@ -75,3 +76,20 @@ def test_list_round_trip_with_relative_and_absolute_paths(tmp_path):
     (tmp_path / "abs.txt").write_text(f"{image} " + " ".join(text[0].split()[1:-1]) + "\n")
     data = read_list(tmp_path / "abs.txt")
     assert data.stage == 1 and data.entries[0].image == image
+
+
+def test_attributes_and_other_point_counts_round_trip(tmp_path):
+    image = write_image(tmp_path / "img" / "a.jpg")
+    entries = [ListEntry(image, np.array([1.0, 2.0, 50.0, 60.0]), np.arange(10.0).reshape(5, 2),
+                         attributes={"yaw": "2", "smile": "0"}),
+               ListEntry(image, np.array([60.0, 2.0, 110.0, 60.0]), None, attributes={"negative": "partial"})]
+    write_list(tmp_path / "l" / "train.txt", entries, labelled=True)
+    lines = (tmp_path / "l" / "train.txt").read_text().splitlines()
+    assert lines[0].endswith(" 1 yaw=2 smile=0") and lines[1].endswith(" 0 negative=partial")
+    data = read_list(tmp_path / "l" / "train.txt")  # no lists.json: the count comes from the lines
+    assert data.num_points == 5 and data.info.scheme.name == "five"
+    assert data.entries[0].attributes == {"yaw": "2", "smile": "0"}
+    assert data.entries[1].attributes == {"negative": "partial"} and not data.entries[1].is_face
+    (tmp_path / "l" / "bad.txt").write_text(lines[0] + "\n" + lines[0].replace(" 1 yaw", " 1 7 yaw") + "\n")
+    report = read_list(tmp_path / "l" / "bad.txt").report
+    assert report.skipped == 1 and "bad.txt:2: expected 15 fields (stage 1)" in report.problems[0]

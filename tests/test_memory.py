@@ -8,7 +8,7 @@ import pytest
 
 CHURN = """
 import resource, sys, torch
-from landmarks.engine import keep_freed_memory
+from landmarks.train.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def churn():

@@ -18,14 +18,14 @@ def square_face():
 def test_normalisers():
     face = square_face()[None]
     np.testing.assert_allclose(box_normaliser(face), [np.sqrt(40 * 10)])
-    np.testing.assert_allclose(interocular_normaliser(face), [30.0])
+    np.testing.assert_allclose(interocular_normaliser(face, (6, 9)), [30.0])
 
 
 def test_nme_of_a_known_shift():
     truth = square_face()[None]
     pred = truth + np.array([3.0, 4.0])  # every point 5 px off
     np.testing.assert_allclose(nme(pred, truth, [20.0]), [0.25])
-    metrics = landmark_metrics(pred, truth)
+    metrics = landmark_metrics(pred, truth, (6, 9))
     assert metrics["nme_box"] == pytest.approx(100 * 5 / 20)
     assert metrics["nme_io"] == pytest.approx(100 * 5 / 30)
     assert metrics["fr_io@0.1"] == pytest.approx(100.0)  # 0.167 > 0.10

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landmarks import native
+from landmarks.net import native
 from landmarks.net import ConvBlock, Stage1Net, conv_prelu_pool, prelu_backward_reference
 
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
@@ -121,7 +121,7 @@ def test_floor_mode_pooling_of_an_odd_size_takes_pytorch_ops():
 
 
 def test_first_layer_falls_back_where_the_kernel_does_not_apply():
-    net = Stage1Net(size=113).train()  # 113 -> odd conv output: PyTorch's ops, ceil-mode pooling
+    net = Stage1Net(channels=1, size=113, num_points=21).train()  # 113 -> odd conv output: PyTorch's ops, ceil-mode pooling
     x = torch.randn(2, 1, 113, 113)
     assert torch.equal(conv_prelu_pool(net.conv1_1, net.pool1, x), net.pool1(net.conv1_1(x)))
     net.eval()  # inference always takes PyTorch's ops
@@ -133,7 +133,7 @@ def test_first_layer_falls_back_where_the_kernel_does_not_apply():
 @needs_compiler
 def test_training_with_and_without_native_kernels_agrees(monkeypatch):
     torch.manual_seed(2)
-    fast = Stage1Net().train()
+    fast = Stage1Net(channels=1, size=112, num_points=21).train()
     plain = copy.deepcopy(fast)
     images, targets = torch.randn(16, 1, 112, 112), torch.rand(16, 42)
 
@@ -142,7 +142,7 @@ def test_training_with_and_without_native_kernels_agrees(monkeypatch):
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         for _ in range(3):
             optimizer.zero_grad()
-            F.mse_loss(model(images), targets).backward()
+            F.mse_loss(model(images)["points"], targets).backward()
             optimizer.step()
 
     assert native.kernels().lib is not None, native.kernels().note

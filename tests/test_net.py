@@ -2,13 +2,17 @@ import pytest
 import torch
 
 from landmarks.errors import UsageError
-from landmarks.net import NETS, PReLU, build_net, freeze, layer_names, split_output
+from landmarks.codecs import Regression, build_codec
+from landmarks.data.scheme import load_scheme
+from landmarks.net import NETS, InferenceModel, PReLU, build_net, freeze, layer_names
+
+FLIP = load_scheme("course21").flip_permutation
 
 STAGE1_LAYERS = ["conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "ip1", "ip2", "ip3"]
 
 
 def test_stage1_has_the_course_layer_names_and_shapes():
-    net = build_net("stage1")
+    net = build_net("stage1", num_points=21)
     names = [n for n, m in net.named_children() if any(True for _ in m.parameters())]
     assert names == STAGE1_LAYERS
     assert net.conv1_1[0].kernel_size == (5, 5) and net.conv1_1[0].stride == (2, 2)
@@ -19,16 +23,22 @@ def test_stage1_has_the_course_layer_names_and_shapes():
 
 @pytest.mark.parametrize("name", sorted(NETS))
 @pytest.mark.parametrize("channels", [1, 3])
-def test_every_net_gives_42_numbers_and_optionally_2_logits(name, channels):
+def test_every_net_gives_k_points_and_optionally_face_logits_and_attributes(name, channels):
     x = torch.rand(2, channels, 112, 112)
-    points, logits = split_output(build_net(name, channels).eval()(x))
-    assert points.shape == (2, 42) and logits is None
-    points, logits = split_output(build_net(name, channels, classify=True).eval()(x))
-    assert points.shape == (2, 42) and logits.shape == (2, 2)
+    net = build_net(name, num_points=21, channels=channels).eval()
+    out = net(x)
+    assert set(out) == {"points"}
+    points = InferenceModel(net, build_codec(net.codec, 21))(x)
+    assert points.shape == (2, 21, 2)
+    net = build_net(name, num_points=5, channels=channels, classify=True, aux_classes={"yaw": 3}).eval()
+    out = net(x)
+    assert out["face_logits"].shape == (2, 2) and out["aux"]["yaw"].shape == (2, 3)
+    points, prob = InferenceModel(net, build_codec(net.codec, 5))(x)
+    assert points.shape == (2, 5, 2) and prob.shape == (2,) and ((prob >= 0) & (prob <= 1)).all()
 
 
 def test_freeze_takes_prefixes_and_rejects_unknown_names():
-    net = build_net("stage1")
+    net = build_net("stage1", num_points=21)
     assert freeze(net, ["conv1", "conv2"]) == ["conv1_1", "conv2_1", "conv2_2"]
     assert not any(p.requires_grad for p in net.conv2_2.parameters())
     assert all(p.requires_grad for p in net.conv3_1.parameters())
@@ -39,37 +49,35 @@ def test_freeze_takes_prefixes_and_rejects_unknown_names():
 
 def test_unknown_net_lists_the_choices():
     with pytest.raises(UsageError, match="unknown net 'vgg'; choose one of"):
-        build_net("vgg")
+        build_net("vgg", num_points=21)
 
 
 def test_flip_average_is_exact_for_a_mirror_symmetric_net():
     """A net that answers the same for an image and its mirror (after un-flipping) is unchanged."""
-    from landmarks.net import FlipAverage
 
     class Symmetric(torch.nn.Module):
         def forward(self, x):
             b = x.shape[0]
             points = torch.full((b, 21, 2), 0.5)
             points[:, :, 1] = x.mean(dim=(1, 2, 3)).unsqueeze(1)  # y from a flip-invariant statistic
-            return points.reshape(b, 42)
+            return {"points": points.reshape(b, 42)}
 
     x = torch.rand(3, 1, 16, 16)
-    torch.testing.assert_close(FlipAverage(Symmetric())(x), Symmetric()(x))
+    torch.testing.assert_close(InferenceModel(Symmetric(), Regression(21), FLIP)(x),
+                               InferenceModel(Symmetric(), Regression(21))(x))
 
 
 def test_flip_average_undoes_the_mirror():
-    from landmarks.net import FlipAverage
-
     class ReadsLeftHalf(torch.nn.Module):
         """x of every point = brightness of the left half: differs between image and mirror."""
         def forward(self, x):
             left = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
             points = torch.stack([left, torch.zeros_like(left)], -1)[:, None].repeat(1, 21, 1)
-            return points.reshape(x.shape[0], 42)
+            return {"points": points.reshape(x.shape[0], 42)}
 
     x = torch.zeros(1, 1, 4, 4)
     x[..., :2] = 1.0  # bright left half: direct answer 1, mirrored answer 0 -> un-flipped 1 - 0 = 1
-    torch.testing.assert_close(FlipAverage(ReadsLeftHalf())(x)[0, 0], torch.tensor(1.0))
+    torch.testing.assert_close(InferenceModel(ReadsLeftHalf(), Regression(21), FLIP)(x)[0, 0, 0], torch.tensor(1.0))
 
 
 @pytest.mark.parametrize("shape, channels, memory_format", [

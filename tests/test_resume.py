@@ -18,8 +18,8 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, sample_lists):
     assert main(train_args(sample_lists, tmp_path, "part", "--epochs", "2", "--augment")) == 0
     assert main(["--phase", "train", "--resume", str(tmp_path / "runs" / "part"), "--epochs", "4",
                  "--list-dir", str(sample_lists), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
-    full, _, a = load_model(tmp_path / "runs" / "full" / "last.pt")
-    part, _, b = load_model(tmp_path / "runs" / "part" / "last.pt")
+    full_model, part_model = load_model(tmp_path / "runs" / "full" / "last.pt"), load_model(tmp_path / "runs" / "part" / "last.pt")
+    full, a, part, b = full_model.net, full_model.payload, part_model.net, part_model.payload
     assert a["epoch"] == b["epoch"] == 3
     for (name, x), y in zip(full.state_dict().items(), part.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from landmarks.data import build_lists
 from landmarks.detector import main
-from landmarks.labels import read_list
-from landmarks.losses import stage3_loss
+from landmarks.data.labels import read_list
+from landmarks.train.losses import stage3_loss
 
 
 def test_landmark_loss_is_masked_to_faces_and_zero_without_faces():
@@ -60,6 +60,13 @@ def test_stage3_train_and_test_report_per_class_accuracy(sample_dir, tmp_path):
     lines = predictions.read_text().splitlines()
     predicted_faces = round(metrics["acc_face"] * data.faces + (1 - metrics["acc_nonface"]) * data.non_faces)
     assert len(lines) == predicted_faces
+    # --min-face-prob sets where a crop counts as a face for --predictions-out too.
+    every = tmp_path / "every.txt"
+    assert main(["--phase", "test", "--model", str(tmp_path / "runs" / "s3" / "last.pt"), "--test-list",
+                 str(lists / "test.txt"), "--predictions-out", str(every), "--min-face-prob", "0", *common]) == 0
+    assert len(every.read_text().splitlines()) == len(data.entries)
+    # Each kind of non-face gets its own accuracy.
+    assert {"acc_nonface_random", "acc_nonface_partial"} <= set(metrics)
 
 
 def test_shipped_stage3_finds_several_faces_in_a_group_picture(sample_dir, tmp_path, capsys):

@@ -8,37 +8,36 @@ is given, so a seeded run sees the same augmentations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .geometry import FLIP_PERMUTATION
 
 
-def mirror_points(points: torch.Tensor, width: float) -> torch.Tensor:
-    """[..., 21, 2] points of an image ``width`` wide -> the same points in its mirror
-    image, re-ordered so that each left point becomes the matching right one."""
-    if points.shape[-2] != len(FLIP_PERMUTATION):
-        raise ValueError(f"flip needs {len(FLIP_PERMUTATION)} points, got {points.shape[-2]}")
-    swapped = points[..., list(FLIP_PERMUTATION), :]
+def mirror_points(points: torch.Tensor, width: float, permutation) -> torch.Tensor:
+    """[..., K, 2] points of an image ``width`` wide -> the same points in its mirror image,
+    re-ordered by the scheme's flip ``permutation`` so each left point becomes its right one."""
+    if points.shape[-2] != len(permutation):
+        raise ValueError(f"flip permutation has {len(permutation)} points, the points {points.shape[-2]}")
+    swapped = points[..., list(permutation), :]
     return torch.stack([width - swapped[..., 0], swapped[..., 1]], -1)
 
 
-def hflip(image: torch.Tensor, points: torch.Tensor):
+def hflip(image: torch.Tensor, points: torch.Tensor, permutation):
     """Mirror every sample, swapping left and right points."""
-    return image.flip(-1), mirror_points(points, image.shape[-1])
+    return image.flip(-1), mirror_points(points, image.shape[-1], permutation)
 
 
 class RandomHorizontalFlip:
-    def __init__(self, p: float = 0.5):
-        self.p = p
+    def __init__(self, permutation, p: float = 0.5):
+        self.permutation, self.p = tuple(permutation), p
 
     def __call__(self, image, points, generator=None):
         chosen = torch.rand(image.shape[0], generator=generator) < self.p
         if chosen.any():
             image, points = image.clone(), points.clone()
-            image[chosen], points[chosen] = hflip(image[chosen], points[chosen])
+            image[chosen], points[chosen] = hflip(image[chosen], points[chosen], self.permutation)
         return image, points
 
 
@@ -128,16 +127,20 @@ class Compose:
         return image, points
 
 
+def _setting(default: float, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class AugmentSettings:
     """What training augmentation does; all off means plain crops."""
 
-    flip: float = 0.0  # probability
-    rotation: float = 0.0  # degrees, +-
-    shift: float = 0.0  # share of the crop, +-
-    scale: float = 0.0  # zoom in [1 - scale, 1 + scale]
-    brightness: float = 0.0
-    contrast: float = 0.0
+    flip: float = _setting(0.0, "probability of a horizontal flip with left/right swap")
+    rotation: float = _setting(0.0, "max rotation in degrees")
+    shift: float = _setting(0.0, "max shift as a share of the crop")
+    scale: float = _setting(0.0, "max zoom change, e.g. 0.1 for 0.9-1.1")
+    brightness: float = _setting(0.0, "max brightness change")
+    contrast: float = _setting(0.0, "max contrast change")
 
     @property
     def geometric(self) -> bool:
@@ -148,12 +151,16 @@ class AugmentSettings:
         return bool(self.flip or self.geometric or self.brightness or self.contrast)
 
 
-def build_augmentation(settings: AugmentSettings, out_size: int) -> Compose:
+def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
     """The training pipeline for crops cut with a margin around the ``out_size`` crop."""
     steps = [RandomAffine(out_size, settings.rotation, settings.shift,
                           (1 - settings.scale, 1 + settings.scale))]
     if settings.flip:
-        steps.append(RandomHorizontalFlip(settings.flip))
+        steps.append(RandomHorizontalFlip(flip_permutation, settings.flip))
     if settings.brightness or settings.contrast:
         steps.append(ColorJitter(settings.brightness, settings.contrast))
     return Compose(steps)
+
+
+# What --augment switches on; each can still be set alone.
+STANDARD_AUGMENT = AugmentSettings(flip=0.5, rotation=15.0, shift=0.05, scale=0.1, brightness=0.2, contrast=0.2)

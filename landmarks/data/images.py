@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
-from .geometry import snap_box_outward
+from ..errors import DataError
+from ..geometry import snap_box_outward
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -32,7 +32,9 @@ def load_image(path, channels: int = 3) -> np.ndarray:
     """Decode an image to uint8 [H, W, channels]: 1 = grayscale, 3 = RGB.
 
     Grayscale, palette, 4-channel and 16-bit images are converted; truncated
-    or non-image files raise DataError naming the file.
+    or non-image files raise DataError naming the file. Pixels are decoded to RGB
+    first, so a picture read here and the same picture given as an RGB array
+    (:func:`to_channels`) give the same net input.
     """
     path = Path(path)
     image_size(path)
@@ -43,11 +45,28 @@ def load_image(path, channels: int = 3) -> np.ndarray:
                 array = np.asarray(image, dtype=np.float64)
                 top = array.max() if array.max() > 255 else 255.0
                 image = Image.fromarray((array * (255.0 / max(top, 1.0))).astype(np.uint8))
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(image, dtype=np.uint8)
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"{path}: cannot decode image ({error})") from None
-    return array[:, :, None] if array.ndim == 2 else array
+    return to_channels(rgb, channels)
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [H, W] or [H, W, 1 | 3 | 4] (RGB order) -> [H, W, channels]; gray as PIL's "L" makes it."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise DataError(f"expected a uint8 picture, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise DataError(f"expected a picture of shape [H, W] or [H, W, 1|3|4], got {list(image.shape)}")
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if channels == 3:
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image)
+    if image.shape[2] == 1:
+        return np.ascontiguousarray(image)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"), dtype=np.uint8)[:, :, None]
 
 
 def crop_resize(image: np.ndarray, region, width: int, height: int) -> np.ndarray:

@@ -9,7 +9,7 @@ arithmetic, and PyTorch's separate tensor ops pass over the data many times:
 * PReLU's backward takes five passes as tensor ops; the kernel takes one, and
   one more kernel each way does PReLU and the 2x2 pooling after it together.
 
-``landmarks/native.c`` is compiled once per machine with ``cc -O3 -march=native
+``landmarks/net/native.c`` is compiled once per machine with ``cc -O3 -march=native
 -fopenmp`` (under a second) into the user's cache folder and loaded with ctypes;
 it needs no PyTorch headers. Where no compiler works, or ``LANDMARKS_NATIVE=0``
 is set, :func:`kernels` says why and every caller takes the PyTorch path, which
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .files import default_cache_dir, temporary_path
+from ..files import default_cache_dir, temporary_path
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")

@@ -1,9 +1,10 @@
 """Landmark nets, chosen by name.
 
-Every net maps [B, C, size, size] images to [B, 42] landmark coordinates as
-shares of the crop (x / size, y / size), and, when built with ``classify``,
-also to [B, 2] face/non-face logits from a branch sharing the trunk.
-A net is a trunk (``features``) plus heads; :func:`register` adds one.
+A net is a trunk (``features``) and heads: the landmark head, whose raw output its
+codec reads (``codec``: coordinates as shares of the crop, or heatmaps), a face/non-face
+branch when built with ``classify`` (stage 3), and one classifier per auxiliary attribute
+(TCDCN). ``forward`` returns a dict: ``points`` (raw landmark output), ``face_logits``
+[B, 2] and ``aux`` {attribute: logits}. :func:`register` adds a net.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from . import NUM_POINTS, native
-from .augment import mirror_points
-from .errors import UsageError
+from ..errors import UsageError
+from .layers import ConvBlock, LinearBlock, PReLU, conv_prelu_pool
 
 NETS: dict[str, Callable[..., "LandmarkNet"]] = {}
 
@@ -28,153 +27,46 @@ def register(name: str):
     return decorate
 
 
-def prelu_backward_reference(grad, x, weight, needs_input_grad=(True, True)):
-    """PReLU's (grad_x, grad_weight) from vectorised tensor ops (the path without native kernels)."""
-    grad_positive = torch.ops.aten.threshold_backward(grad, x, 0.0)  # grad where x > 0, else 0
-    grad_negative = grad - grad_positive
-    per_channel = weight.numel() > 1
-    grad_weight = None
-    if needs_input_grad[1]:
-        dims = [0, *range(2, x.dim())] if per_channel else list(range(x.dim()))
-        grad_weight = (grad_negative * x).sum(dims).reshape(weight.shape)
-    grad_x = None
-    if needs_input_grad[0]:
-        slope = weight.reshape(1, -1, *[1] * (x.dim() - 2)) if per_channel else weight.reshape(())
-        grad_x = grad_negative.mul_(slope).add_(grad_positive)
-    return grad_x, grad_weight
-
-
-class _PReLUFunction(torch.autograd.Function):
-    """PReLU with a faster backward: one pass in a native kernel where it applies, else
-    vectorised tensor ops (aten's own PReLU backward runs a scalar loop on CPU, and
-    took a quarter of every stage-1 step). The gradients are the same values."""
-
-    @staticmethod
-    def forward(ctx, x, weight):
-        ctx.save_for_backward(x, weight)
-        return F.prelu(x, weight)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        lib = native.kernels().lib
-        fused = lib and native.prelu_backward(grad, x, weight, lib)
-        if fused:
-            grad_x, grad_weight = fused
-            return (grad_x if ctx.needs_input_grad[0] else None), (grad_weight if ctx.needs_input_grad[1] else None)
-        return prelu_backward_reference(grad, x, weight, ctx.needs_input_grad)
-
-
-class PReLU(nn.PReLU):
-    """nn.PReLU (same parameters, same results) with a faster backward when training."""
-
-    def forward(self, x):
-        if self.training and torch.is_grad_enabled():
-            return _PReLUFunction.apply(x, self.weight)
-        return F.prelu(x, self.weight)
-
-
-class ConvBlock(nn.Sequential):
-    """Conv -> (BatchNorm) -> PReLU, kept under one name so freezing takes all three."""
-
-    def __init__(self, cin, cout, kernel, stride=1, padding=0, batch_norm=False, groups=1):
-        layers = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=not batch_norm)]
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(cout))
-        layers.append(PReLU(cout))
-        super().__init__(*layers)
-
-
-def conv_prelu_pool(block: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``pool(block(x))``. In training on the CPU, when ``block`` is Conv2d -> PReLU and ``pool``
-    a 2x2 average pooling, native kernels take over: for a first layer (no padding, no gradient
-    to ``x``) one kernel each way for all three, else one for PReLU and pooling together."""
-    lib = native.kernels().lib if block.training and torch.is_grad_enabled() else None
-    if not (lib and _prelu_then_pool(block, pool)):
-        return pool(block(x))
-    conv, prelu = block
-    if (conv.bias is not None and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1)
-            and conv.stride[0] == conv.stride[1] and native.conv_prelu_pool_supported(x, conv.weight, conv.stride[0])):
-        return native.ConvPReLUPool.apply(x, conv.weight, conv.bias, prelu.weight, conv.stride[0], lib)
-    y = conv(x)
-    odd = y.dim() == 4 and (y.shape[2] % 2 or y.shape[3] % 2)
-    if native.prelu_pool_supported(y, prelu.weight) and (pool.ceil_mode or not odd):  # the kernel rounds up
-        return native.PReLUPool.apply(y, prelu.weight, lib)
-    return pool(prelu(y))
-
-
-def _prelu_then_pool(block: nn.Module, pool: nn.Module) -> bool:
-    """Conv2d -> our PReLU, then a 2x2 stride-2 average pooling without padding."""
-    return (isinstance(block, ConvBlock) and len(block) == 2 and isinstance(block[1], PReLU)
-            and isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
-            and pool.padding in (0, (0, 0)) and pool.divisor_override is None)
-
-
-class LinearBlock(nn.Sequential):
-    def __init__(self, cin, cout):
-        super().__init__(nn.Linear(cin, cout), PReLU())
-
-
 class LandmarkNet(nn.Module):
-    """Base: ``features`` -> ``landmark_head`` (+ ``face_head`` when classifying)."""
+    """Base: ``features`` -> ``landmark_head`` (+ ``face_head``, ``aux_heads`` on ``pooled`` features)."""
 
-    def __init__(self, classify: bool):
+    codec = "regression"
+
+    def __init__(self, num_points: int, classify: bool, aux_classes: dict[str, int] | None = None):
         super().__init__()
+        self.num_points = num_points
         self.classify = classify
+        self.aux_classes = dict(aux_classes or {})
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor):
         raise NotImplementedError
 
-    def landmark_head(self, features: torch.Tensor) -> torch.Tensor:
+    def landmark_head(self, features) -> torch.Tensor:
         raise NotImplementedError
 
-    def build_face_head(self, feature_dim: int) -> None:
+    def pooled(self, features) -> torch.Tensor:
+        """[B, D] features for the face branch and the attribute heads."""
+        return features
+
+    def build_side_heads(self, feature_dim: int) -> None:
+        """The face/non-face branch (when classifying) and one head per auxiliary attribute."""
         if self.classify:
-            self.face_head = nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), PReLU(),
-                                           nn.Linear(64, 2))
+            self.face_head = nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), PReLU(), nn.Linear(64, 2))
+        if self.aux_classes:
+            self.aux_heads = nn.ModuleDict({name: nn.Sequential(nn.Flatten(), nn.Linear(feature_dim, 64), PReLU(),
+                                                                nn.Linear(64, classes))
+                                            for name, classes in self.aux_classes.items()})
 
-    def forward(self, x):
+    def forward(self, x) -> dict:
         shared = self.features(x)
-        points = self.landmark_head(shared)
-        if self.classify:
-            return points, self.face_head(shared)
-        return points
-
-
-class FlipAverage(nn.Module):
-    """Average a net's answer on a crop and on its mirror image (mapped back).
-
-    The mirrored crop's points are un-flipped (x -> 1 - x on the crop's 0..1
-    scale) and re-ordered with the left/right permutation; face logits are averaged.
-    """
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        b = x.shape[0]
-        points, logits = split_output(self.net(torch.cat([x, x.flip(-1)])))
-        direct = points[:b].reshape(b, -1, 2)
-        mirrored = mirror_points(points[b:].reshape(b, -1, 2), 1.0)
-        averaged = ((direct + mirrored) / 2).reshape(b, -1)
-        if logits is None:
-            return averaged
-        return averaged, (logits[:b] + logits[b:]) / 2
-
-
-def inference_net(net: nn.Module, test_flip: bool) -> nn.Module:
-    """The net as test and predict run it: with flip averaging when the config asks."""
-    net = net.eval()
-    return FlipAverage(net).eval() if test_flip else net
-
-
-def split_output(output) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(points [B, 42], face logits [B, 2] or None) from any net's output."""
-    if isinstance(output, (tuple, list)):
-        return output[0], output[1]
-    return output, None
+        out = {"points": self.landmark_head(shared)}
+        if self.classify or self.aux_classes:
+            pooled = self.pooled(shared)
+            if self.classify:
+                out["face_logits"] = self.face_head(pooled)
+            if self.aux_classes:
+                out["aux"] = {name: head(pooled) for name, head in self.aux_heads.items()}
+        return out
 
 
 def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
@@ -185,8 +77,8 @@ def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
 class Stage1Net(LandmarkNet):
     """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers."""
 
-    def __init__(self, channels=1, size=112, classify=False, batch_norm=False, width=1):
-        super().__init__(classify)
+    def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1):
+        super().__init__(num_points, classify, aux_classes)
         bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
         self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
@@ -201,8 +93,8 @@ class Stage1Net(LandmarkNet):
         flat = _feature_shape(self.features, channels, size).numel()
         self.ip1 = LinearBlock(flat, 128 * width)
         self.ip2 = LinearBlock(128 * width, 128 * width)
-        self.ip3 = nn.Linear(128 * width, 2 * NUM_POINTS)
-        self.build_face_head(flat)
+        self.ip3 = nn.Linear(128 * width, 2 * num_points)
+        self.build_side_heads(flat)
         # PyTorch's default init shrinks activations through this un-normalized
         # stack, so at first only the biases learn (a long mean-shape plateau).
         for module in self.modules():
@@ -222,19 +114,19 @@ class Stage1Net(LandmarkNet):
 
 
 @register("stage1")
-def stage1(channels=1, size=112, classify=False):
-    return Stage1Net(channels, size, classify, batch_norm=False)
+def stage1(**spec):
+    return Stage1Net(**spec, batch_norm=False)
 
 
 @register("stage1_bn")
-def stage1_bn(channels=1, size=112, classify=False):
-    return Stage1Net(channels, size, classify, batch_norm=True)
+def stage1_bn(**spec):
+    return Stage1Net(**spec, batch_norm=True)
 
 
 @register("stage1_wide")
-def stage1_wide(channels=1, size=112, classify=False):
+def stage1_wide(**spec):
     """The stage-1 layout with batch norm at twice the width: more capacity, still cheap."""
-    return Stage1Net(channels, size, classify, batch_norm=True, width=2)
+    return Stage1Net(**spec, batch_norm=True, width=2)
 
 
 class ResNet18Net(LandmarkNet):
@@ -244,8 +136,8 @@ class ResNet18Net(LandmarkNet):
     the last stage sees 7x7 instead of 4x4 on a 112 crop.
     """
 
-    def __init__(self, channels=1, size=112, classify=False):
-        super().__init__(classify)
+    def __init__(self, channels, size, num_points, classify=False, aux_classes=None):
+        super().__init__(num_points, classify, aux_classes)
         from torchvision.models import resnet18
 
         body = resnet18(weights=None)
@@ -253,8 +145,8 @@ class ResNet18Net(LandmarkNet):
                                   nn.BatchNorm2d(64), nn.ReLU(inplace=True))
         self.layer1, self.layer2, self.layer3, self.layer4 = body.layer1, body.layer2, body.layer3, body.layer4
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, 2 * NUM_POINTS)
-        self.build_face_head(512)
+        self.fc = nn.Linear(512, 2 * num_points)
+        self.build_side_heads(512)
 
     def features(self, x):
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
@@ -265,8 +157,8 @@ class ResNet18Net(LandmarkNet):
 
 
 @register("resnet18")
-def resnet18_net(channels=1, size=112, classify=False):
-    return ResNet18Net(channels, size, classify)
+def resnet18_net(**spec):
+    return ResNet18Net(**spec)
 
 
 class InvertedResidual(nn.Module):
@@ -289,8 +181,8 @@ class MobileNet(LandmarkNet):
     (pooled features of the last three stages, as in PFLD), aimed at accuracy
     per millisecond on a CPU."""
 
-    def __init__(self, channels=1, size=112, classify=False, width=32):
-        super().__init__(classify)
+    def __init__(self, channels, size, num_points, classify=False, aux_classes=None, width=32):
+        super().__init__(num_points, classify, aux_classes)
         w = width
         self.stem = nn.Sequential(ConvBlock(channels, w, 3, 2, 1, batch_norm=True),
                                   ConvBlock(w, w, 3, 1, 1, batch_norm=True, groups=w))
@@ -302,8 +194,8 @@ class MobileNet(LandmarkNet):
         self.stage4 = nn.Sequential(InvertedResidual(w * 4, w * 4, 2, 4), ConvBlock(w * 4, w * 8, 1, batch_norm=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
         dim = w * 2 + w * 4 + w * 8
-        self.fc = nn.Linear(dim, 2 * NUM_POINTS)
-        self.build_face_head(dim)
+        self.fc = nn.Linear(dim, 2 * num_points)
+        self.build_side_heads(dim)
 
     def features(self, x):
         s2 = self.stage2(self.stage1(self.stem(x)))
@@ -316,21 +208,21 @@ class MobileNet(LandmarkNet):
 
 
 @register("mobilenet")
-def mobilenet(channels=1, size=112, classify=False):
+def mobilenet(**spec):
     # Width 16: depthwise convolutions train slowly on a CPU; this keeps an epoch near 20 s.
-    return MobileNet(channels, size, classify, width=16)
+    return MobileNet(**spec, width=16)
 
 
 class HeatmapNet(LandmarkNet):
-    """One heatmap per point on a 28x28 grid, decoded by soft-argmax (integral
-    regression), so the output is still 42 coordinates and any point loss applies.
+    """One heatmap per point on a 28x28 grid, read by soft-argmax (integral regression,
+    the ``soft_argmax`` codec), so any point loss applies.
 
     A small U-shaped net of plain convolutions (cheap to train on a CPU): 28, 14
     and 7 pixel stages, the deep ones upsampled and added back at 28x28.
     """
 
-    def __init__(self, channels=1, size=112, classify=False, width=32):
-        super().__init__(classify)
+    def __init__(self, channels, size, num_points, classify=False, aux_classes=None, width=32):
+        super().__init__(num_points, classify, aux_classes)
         w = width
         self.stem = nn.Sequential(ConvBlock(channels, w // 2, 5, 2, 2, batch_norm=True), nn.AvgPool2d(2))
         self.stage28 = nn.Sequential(ConvBlock(w // 2, w, 3, 1, 1, batch_norm=True),
@@ -342,9 +234,9 @@ class HeatmapNet(LandmarkNet):
         self.lateral14 = ConvBlock(4 * w, 2 * w, 1, batch_norm=True)
         self.lateral28 = ConvBlock(2 * w, w, 1, batch_norm=True)
         self.refine = ConvBlock(w, w, 3, 1, 1, batch_norm=True)
-        self.heatmaps = nn.Conv2d(w, NUM_POINTS, 1)
+        self.heatmaps = nn.Conv2d(w, num_points, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.build_face_head(4 * w)
+        self.build_side_heads(4 * w)
 
     def features(self, x):
         up = nn.functional.interpolate
@@ -355,28 +247,20 @@ class HeatmapNet(LandmarkNet):
         m28 = f28 + up(self.lateral28(m14), size=f28.shape[-2:], mode="bilinear", align_corners=False)
         return self.refine(m28), f7
 
+    codec = "soft_argmax"
+
     def landmark_head(self, features):
         fused, _ = features
-        logits = self.heatmaps(fused)
-        b, k, h, w = logits.shape
-        prob = torch.softmax(logits.reshape(b, k, h * w), -1).reshape(b, k, h, w)
-        xs = (torch.arange(w, dtype=prob.dtype, device=prob.device) + 0.5) / w
-        ys = (torch.arange(h, dtype=prob.dtype, device=prob.device) + 0.5) / h
-        x = (prob.sum(2) * xs).sum(-1)
-        y = (prob.sum(3) * ys).sum(-1)
-        return torch.stack([x, y], -1).reshape(b, 2 * k)
+        return self.heatmaps(fused)
 
-    def forward(self, x):
-        fused, deep = self.features(x)
-        points = self.landmark_head((fused, deep))
-        if self.classify:
-            return points, self.face_head(self.pool(deep))
-        return points
+    def pooled(self, features):
+        _, deep = features
+        return self.pool(deep)
 
 
 @register("heatmap")
-def heatmap(channels=1, size=112, classify=False):
-    return HeatmapNet(channels, size, classify)
+def heatmap(**spec):
+    return HeatmapNet(**spec)
 
 
 def start_at_centre(layer: nn.Linear) -> None:
@@ -390,12 +274,14 @@ def start_at_centre(layer: nn.Linear) -> None:
         layer.bias.fill_(0.5)
 
 
-def build_net(name: str, channels: int = 1, size: int = 112, classify: bool = False) -> LandmarkNet:
+def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112, classify: bool = False,
+              aux_classes: dict[str, int] | None = None) -> LandmarkNet:
     if name not in NETS:
         raise UsageError(f"unknown net {name!r}; choose one of {', '.join(sorted(NETS))}")
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
-    net = NETS[name](channels=channels, size=size, classify=classify)
+    net = NETS[name](channels=channels, size=size, num_points=num_points, classify=classify,
+                     aux_classes=aux_classes)
     head = getattr(net, "ip3", None) or getattr(net, "fc", None)
     if isinstance(head, nn.Linear):
         start_at_centre(head)

@@ -1,0 +1,171 @@
+"""Train/test lists from annotated pictures: crops, negatives, the split by image, and the
+picture lists that whole-picture training and testing read."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from ..geometry import crop_box, iou
+from .formats import read_source
+from .images import image_size
+from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
+                     write_picture_list)
+from .scheme import Scheme, load_scheme
+
+log = logging.getLogger(__name__)
+
+EXPAND_RATIO = 0.25
+NEGATIVE_KINDS = ("random", "partial")
+# Yaw from the points: where the nose tip falls between the eye centres (0.5 = frontal).
+# Bin edges chosen so that each of the three bins holds a good share of the course data
+# (python -m landmarks.data --yaw-bins prints the counts).
+YAW_EDGES = (0.42, 0.58)
+YAW_CLASSES = ["left", "frontal", "right"]
+
+
+def to_list_entry(annotation: Annotation, width: int, height: int, ratio: float = EXPAND_RATIO) -> ListEntry:
+    """The list line of a face: expanded, clamped box and points relative to it."""
+    box = crop_box(annotation.box, width, height, ratio)
+    return ListEntry(annotation.image, box, annotation.points - box[:2], annotation.source,
+                     attributes=dict(annotation.attributes))
+
+
+def split_by_image(items: list, image_of, test_ratio: float, seed: int) -> tuple[list, list]:
+    """Split ``items`` so that no image has items on both sides.
+
+    ``test_ratio`` of the images (rounded) go to test; the order is fixed by ``seed``.
+    """
+    if not 0.0 <= test_ratio <= 1.0:
+        raise UsageError(f"--test-ratio must be between 0 and 1, got {test_ratio}")
+    images = sorted({str(image_of(item)) for item in items})
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = int(round(test_ratio * len(images)))
+    test_images = {images[i] for i in order[:n_test]}
+    train = [item for item in items if str(image_of(item)) not in test_images]
+    test = [item for item in items if str(image_of(item)) in test_images]
+    return train, test
+
+
+def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int, max_iou: float,
+                     rng: np.random.Generator, kinds=NEGATIVE_KINDS, tries: int = 50) -> list[tuple[np.ndarray, str]]:
+    """Up to ``count`` candidate boxes per face that are not faces -> [(box [4], kind)].
+
+    face_boxes: [F, 4] annotated boxes of one image. Kinds take turns:
+    ``random``: anywhere in the picture, 0.6-2.5x a face's size, aspect 0.75-1.33,
+    IoU < ``max_iou`` with every face; ``partial``: a face box shifted and scaled so that
+    it still overlaps that face (IoU 0.1 to ``max_iou``), as a detector's near miss.
+    """
+    sizes = face_boxes[:, 2:] - face_boxes[:, :2]
+    found: list[tuple[np.ndarray, str]] = []
+    for n in range(count * len(face_boxes)):
+        kind = kinds[n % len(kinds)]
+        for _ in range(tries):
+            face = rng.integers(len(face_boxes))
+            if kind == "random":
+                w = sizes[face, 0] * np.exp(rng.uniform(np.log(0.6), np.log(2.5)))
+                h = w * sizes[face, 1] / sizes[face, 0] * rng.uniform(0.75, 1.33)
+                if w >= width or h >= height or w < 8 or h < 8:
+                    continue
+                x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+                candidate = np.array([x1, y1, x1 + w, y1 + h])
+                low = 0.0
+            else:
+                scale = np.exp(rng.uniform(np.log(0.7), np.log(1.4), 2))
+                centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2 + rng.uniform(-0.9, 0.9, 2) * sizes[face]
+                half = sizes[face] * scale / 2
+                candidate = np.concatenate([centre - half, centre + half])
+                if candidate[0] < 0 or candidate[1] < 0 or candidate[2] > width or candidate[3] > height:
+                    continue
+                low = 0.1
+                if iou(candidate, face_boxes[face:face + 1])[0] < low:
+                    continue
+            if iou(candidate, face_boxes).max() < max_iou:
+                found.append((candidate, kind))
+                break
+    return found
+
+
+def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
+    """Median position of face boxes [N, 4] as shares of the tight box of their points [N, K, 2]."""
+    low, high = points.min(axis=1), points.max(axis=1)
+    size = np.maximum(high - low, 1e-6)
+    shares = np.concatenate([(boxes[:, :2] - low) / size, (boxes[:, 2:] - low) / size], axis=1)
+    return tuple(round(float(v), 3) for v in np.median(shares, axis=0))
+
+
+def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
+    """[N, K, 2] -> [N] where the nose tip falls along the line between the eye centres (0 to 1)."""
+    five = load_scheme("five").convert(points, scheme) if scheme.name != "five" else points
+    left, right, nose = five[:, 0], five[:, 1], five[:, 2]
+    axis = right - left
+    return ((nose - left) * axis).sum(-1) / np.maximum((axis * axis).sum(-1), 1e-9)
+
+
+def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme | None = None,
+                labels=None, box_file=None, folders=None, test_ratio: float = 0.1, seed: int = 0,
+                strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
+                ratio: float = EXPAND_RATIO, yaw: bool = False) -> dict:
+    """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
+    ``test_pictures.txt`` and ``lists.json``; returns a summary dict."""
+    report = Report(strict=strict)
+    target = load_scheme(scheme) if isinstance(scheme, (str, Path)) else scheme
+    source = read_source(fmt, Path(data_dir), report, folders=folders, labels=labels, box_file=box_file,
+                         scheme=target)
+    if not source.annotations:
+        raise DataError(f"{data_dir}: no usable faces ({report.summary()})")
+    target = target or source.scheme
+    annotations = [replace(a, points=target.convert(a.points, source.scheme)) for a in source.annotations]
+    boxes = np.array([a.box for a in annotations])
+    points = np.array([a.points for a in annotations])
+    # The scheme as this data frames faces around its points (refinement and tracking use it).
+    target = replace(target, face_box=measure_face_box(boxes, points))
+    attributes = dict(source.attributes)
+    if yaw:
+        bins = np.digitize(yaw_ratio(points, target), YAW_EDGES)
+        annotations = [replace(a, attributes={**a.attributes, "yaw": str(int(b))}) for a, b in zip(annotations, bins)]
+        attributes["yaw"] = list(YAW_CLASSES)
+    by_image: dict[Path, list[Annotation]] = defaultdict(list)
+    for annotation in annotations:
+        by_image[annotation.image].append(annotation)
+    rng = np.random.default_rng(seed)
+    entries: list[ListEntry] = []
+    for image in sorted(by_image):
+        width, height = image_size(image)
+        faces = by_image[image]
+        entries += [to_list_entry(face, width, height, ratio) for face in faces]
+        if negatives:
+            face_boxes = np.stack([face.box for face in faces])
+            for box, kind in sample_negatives(face_boxes, width, height, negatives, neg_iou, rng):
+                entries.append(ListEntry(image, crop_box(box, width, height, ratio), None,
+                                         f"negative of {image}", attributes={"negative": kind}))
+    train, test = split_by_image(entries, lambda e: e.image, test_ratio, seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labelled = negatives > 0
+    write_list(out_dir / "train.txt", train, labelled)
+    write_list(out_dir / "test.txt", test, labelled)
+    train_images = {str(e.image) for e in train}
+    pictures = group_pictures(annotations, target.num_points)
+    write_picture_list(out_dir / "train_pictures.txt", [p for p in pictures if str(p.image) in train_images])
+    write_picture_list(out_dir / "test_pictures.txt", [p for p in pictures if str(p.image) not in train_images])
+    info = ListInfo(target, ratio, attributes,
+                    {"format": fmt, "source_scheme": source.scheme.name, "seed": seed, "test_ratio": test_ratio,
+                     "negatives": negatives, "neg_iou": neg_iou})
+    write_list_info(out_dir, info)
+    return {
+        "faces_kept": report.kept, "lines_skipped": report.skipped,
+        "negatives_clamped": report.clamped,
+        "train_lines": len(train), "test_lines": len(test),
+        "train_non_faces": sum(not e.is_face for e in train),
+        "test_non_faces": sum(not e.is_face for e in test),
+        "images": len(by_image), "summary": report.summary(), "scheme": target,
+        "attribute_counts": {name: np.bincount([int(a.attributes[name]) for a in annotations],
+                                               minlength=len(classes)).tolist()
+                             for name, classes in attributes.items()},
+    }

@@ -1,0 +1,69 @@
+"""Settings are declared once: flags come from the config's fields, presets can build on a base."""
+
+import dataclasses
+
+import pytest
+
+from landmarks.config import AugmentSettings, Config, load_config_file
+from landmarks.detector import build_parser, training_config
+from landmarks.errors import UsageError
+
+
+def test_every_setting_has_a_flag_whose_help_ends_with_its_default():
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    for cls in (Config, AugmentSettings):
+        for item in dataclasses.fields(cls):
+            if item.name == "augment":
+                continue
+            action = actions[item.name]
+            assert action.option_strings[0] == "--" + item.name.replace("_", "-")
+            assert action.help.endswith(")") and "(default: " in action.help, item.name
+    assert "(default: 40)" in actions["epochs"].help and "(default: stage1)" in actions["net"].help
+    assert sorted(actions["net"].choices) == actions["net"].choices and "stage1_wide" in actions["net"].choices
+
+
+def test_flags_parse_to_config_values_over_a_preset(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text('net = "stage1_bn"\nepochs = 7\nclass_weights = [1.0, 2.0]\n[augment]\nflip = 0.5\n')
+    args = build_parser().parse_args(["--phase", "train", "--config", str(preset), "--epochs", "3",
+                                      "--no-normalize", "--class-weights", "1,4", "--aux", "yaw=0.3,smile",
+                                      "--rotation", "9"])
+    config = training_config(args)
+    assert (config.net, config.epochs, config.normalize, config.class_weights) == ("stage1_bn", 3, False, (1.0, 4.0))
+    assert config.augment.flip == 0.5 and config.augment.rotation == 9.0
+    assert config.aux_weights() == {"yaw": 0.3, "smile": config.aux_weight}
+
+
+def test_a_preset_builds_on_its_base_and_cycles_are_refused(tmp_path):
+    (tmp_path / "base.toml").write_text('loss = "wing"\nepochs = 60\n[augment]\nflip = 0.5\nrotation = 15.0\n')
+    (tmp_path / "child.toml").write_text('base = "base.toml"\nepochs = 20\n[augment]\nrotation = 5.0\n')
+    config = load_config_file(tmp_path / "child.toml")
+    assert (config.loss, config.epochs, config.augment.flip, config.augment.rotation) == ("wing", 20, 0.5, 5.0)
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(UsageError, match="include each other in a circle"):
+        load_config_file(tmp_path / "a.toml")
+
+
+def test_shipped_presets_share_the_augmentation_block():
+    from pathlib import Path
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    stage2 = load_config_file(configs / "stage2.toml")
+    heatmap = load_config_file(configs / "stage2_heatmap.toml")
+    assert stage2.augment == heatmap.augment == load_config_file(configs / "augment.toml").augment
+    assert heatmap.net == "heatmap" and heatmap.loss == "wing"
+    assert sum("[augment]" in p.read_text() for p in configs.glob("*.toml")) == 1
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"net": "vgg"}, "net 'vgg' is not one of"),
+    ({"nets": "stage1"}, "unknown setting nets"),
+    ({"augment": {"blur": 1}}, "unknown augment setting blur"),
+    ({"face_threshold": 2}, "face_threshold must be between 0 and 1"),
+    ({"aux": ["yaw=high"]}, "'yaw=high' is not name or name=weight"),
+])
+def test_bad_settings_name_the_problem(values, message):
+    from landmarks.config import config_from_dict
+    with pytest.raises(UsageError, match=message):
+        config_from_dict(values)

@@ -1,0 +1,119 @@
+"""The scheme and the crop recipe travel with the model; finetuning across schemes; auxiliary heads."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landmarks.checkpoint import load_model
+from landmarks.data import build_lists
+from landmarks.detector import main
+from landmarks.geometry import crop_box
+
+from conftest import run_main, train_args
+
+
+@pytest.fixture(scope="module")
+def five_point_run(sample_dir, tmp_path_factory):
+    """Five-point lists (with a yaw attribute) and a short run that learns yaw beside the points."""
+    tmp = tmp_path_factory.mktemp("five")
+    build_lists(sample_dir, tmp / "lists", test_ratio=0.25, seed=0, scheme="five", yaw=True)
+    assert main(train_args(tmp / "lists", tmp, "five", "--epochs", "3", "--aux", "yaw=0.5")) == 0
+    return tmp
+
+
+def test_a_five_point_run_records_its_scheme_and_learns_the_attribute(five_point_run):
+    loaded = load_model(five_point_run / "runs" / "five" / "last.pt")
+    assert loaded.spec.scheme.name == "five" and loaded.net.ip3.out_features == 10
+    assert loaded.spec.attributes == {"yaw": ["left", "frontal", "right"]}
+    history = list(csv.DictReader(open(five_point_run / "runs" / "five" / "history.csv")))
+    assert {"train_aux_yaw_loss", "val_aux_yaw_loss", "val_aux_yaw_acc"} <= set(history[0])
+    assert float(history[-1]["train_aux_yaw_loss"]) < float(history[0]["train_aux_yaw_loss"])
+
+
+def test_test_and_predict_take_the_scheme_from_the_model(five_point_run, sample_dir, tmp_path, capsys):
+    model = str(five_point_run / "runs" / "five" / "last.pt")
+    metrics_file = tmp_path / "m.json"
+    code = main(["--phase", "test", "--model", model, "--test-list", str(five_point_run / "lists" / "test.txt"),
+                 "--metrics-json", str(metrics_file), "--cache-dir", str(tmp_path / "c"), "--quiet"])
+    assert code == 0
+    metrics = json.loads(metrics_file.read_text())
+    assert 0 <= metrics["aux_yaw_acc"] <= 1 and metrics["nme_io"] > 0
+    label = (sample_dir / "I" / "label.txt").read_text().split()
+    capsys.readouterr()
+    assert main(["--phase", "predict", "--model", model, "--image", str(sample_dir / "I" / label[0]),
+                 "--box", ",".join(label[1:5]), "--json", "--out", str(tmp_path / "p.png")]) == 0
+    face = json.loads(capsys.readouterr().out)["faces"][0]
+    assert len(face["landmarks"]) == 5
+    # A 21-point list is refused for the 5-point model, with the way out.
+    build_lists(sample_dir, tmp_path / "l21", test_ratio=1.0)
+    code, err = run_main(["--phase", "test", "--model", model, "--test-list", str(tmp_path / "l21" / "test.txt"),
+                          "--no-cache"], capsys)
+    assert code == 2 and "holds 21-point faces but the model predicts 5 (five)" in err
+
+
+def test_finetune_across_schemes_keeps_the_trunk_and_grows_a_new_head(sample_lists, five_point_run, tmp_path,
+                                                                      capsys, caplog):
+    assert main(train_args(sample_lists, tmp_path, "s21", "--epochs", "1")) == 0
+    source = load_model(tmp_path / "runs" / "s21" / "last.pt")
+    args = ["--phase", "finetune", "--model", str(tmp_path / "runs" / "s21" / "last.pt"),
+            "--list-dir", str(five_point_run / "lists"), "--runs-dir", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache"), "--quiet", "--epochs", "1", "--device", "cpu",
+            "--freeze", "conv1,conv2,conv3,conv4,ip1,ip2"]
+    code, err = run_main(args + ["--run-name", "without-scheme"], capsys)
+    assert code == 2 and "pass --scheme five (a new landmark head)" in err  # lists of another scheme
+    assert main(args + ["--run-name", "to5", "--scheme", "five"]) == 0
+    result = load_model(tmp_path / "runs" / "to5" / "last.pt")
+    assert result.spec.scheme.name == "five" and result.net.ip3.out_features == 10
+    for name in ("conv1_1", "conv4_2", "ip1", "ip2"):  # the trunk came over and stayed (frozen)
+        for a, b in zip(getattr(source.net, name).parameters(), getattr(result.net, name).parameters()):
+            assert torch.equal(a, b), name
+    assert "finetune: new layers" in caplog.text and "ip3" in caplog.text
+
+
+def test_the_crop_expansion_travels_with_the_model(sample_dir, tmp_path, capsys):
+    build_lists(sample_dir, tmp_path / "wide", test_ratio=0.25, ratio=0.4)
+    assert main(train_args(tmp_path / "wide", tmp_path, "wide", "--epochs", "1")) == 0
+    model = tmp_path / "runs" / "wide" / "last.pt"
+    assert load_model(model).config.expand == 0.4
+    label = (sample_dir / "II" / "label.txt").read_text().split()
+    image, face = sample_dir / "II" / label[0], np.array(label[1:5], float)
+    capsys.readouterr()
+    assert main(["--phase", "predict", "--model", str(model), "--image", str(image), "--box",
+                 ",".join(label[1:5]), "--json", "--out", str(tmp_path / "p.png")]) == 0
+    got = json.loads(capsys.readouterr().out)["faces"][0]["crop_box"]
+    from PIL import Image
+    width, height = Image.open(image).size
+    np.testing.assert_allclose(got, crop_box(face, width, height, 0.4))
+    # Lists cut with another expansion are refused, not silently mis-cropped.
+    code, _ = run_main(["--phase", "test", "--model", str(model), "--test-list", str(tmp_path / "wide" / "test.txt"),
+                        "--no-cache"], capsys)
+    assert code == 0
+    build_lists(sample_dir, tmp_path / "narrow", test_ratio=0.25)
+    code, err = run_main(["--phase", "test", "--model", str(model), "--test-list", str(tmp_path / "narrow" / "test.txt"),
+                          "--no-cache"], capsys)
+    assert code == 2 and "crops expanded by 0.25 but the model was trained on 0.4" in err
+    code, err = run_main(train_args(tmp_path / "wide", tmp_path, "clash", "--expand", "0.3"), capsys)
+    assert code == 2 and "were cut with 0.4" in err
+
+
+def test_an_attribute_the_lists_lack_is_named(sample_lists, tmp_path, capsys):
+    code, err = run_main(train_args(sample_lists, tmp_path, "x", "--aux", "smile"), capsys)
+    assert code == 2 and "--aux smile: the lists carry no such attribute (they carry: none)" in err
+
+
+def test_an_auxiliary_task_stops_when_its_validation_loss_stalls():
+    from landmarks.config import Config
+    from landmarks.data import load_scheme
+    from landmarks.spec import ModelSpec
+    from landmarks.train import LandmarkTask
+    spec = ModelSpec(Config(aux=("yaw",), aux_patience=2), load_scheme("five"), {"yaw": ["l", "f", "r"]})
+    task = LandmarkTask(spec, spec.codec(spec.build()))
+    notes = [task.after_validation(e, {"aux_yaw_loss": v}) for e, v in enumerate([1.0, 0.8, 0.9, 0.85, 0.7])]
+    assert notes[:3] == [[], [], []] and "stops after epoch 4" in notes[3][0]
+    assert task.active_aux() == {} and task.aux_state["yaw"]["stopped"] == 4
+    again = LandmarkTask(spec, spec.codec(spec.build()))
+    again.load_state_dict(task.state_dict())  # resumed runs keep the decision
+    assert again.active_aux() == {}
