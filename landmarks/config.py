@@ -42,6 +42,8 @@ class Config:
     expand: float | None = setting(None, "face box expansion on every side that crops are cut with",
                                    default_text="as the lists say, else 0.25")
     net: str = setting("stage1", "net to train", choices="net")
+    head: str = setting("", "landmark head, and so how its output is read: regression, heatmap_offset (PIPNet-style) "
+                        "or simcc (coordinate classification)", default_text="the net's own")
     channels: int = setting(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
     input_size: int = setting(112, "crop size in pixels (faces: the picture's longer side)")
     normalize: bool = setting(True, "per-image mean/std normalization")
@@ -65,10 +67,14 @@ class Config:
     grad_clip: float = setting(0.0, "max gradient norm, 0 off")
     amp: bool = setting(False, "bfloat16 autocast when training on CUDA")
     test_flip: bool = setting(False, "test, predict and export average each crop with its mirror image")
-    face_threshold: float = setting(0.5, "stage 3: a crop is a face when the branch's face probability reaches this")
+    face_threshold: float = setting(0.5, "a crop is a face when the face branch's probability reaches this; for a "
+                                    "face detector, a candidate when its score does")
     cls_weight: float = setting(1.0, "a, weight of the classification loss")
     landmark_weight: float = setting(1.0, "b, weight of the landmark loss")
     class_weights: tuple[float, float] = setting((1.0, 1.0), "cross-entropy weights non-face,face")
+    teacher: str = setting("", "distillation: a landmark model (checkpoint or shipped name) whose points on the "
+                           "training crops are a second target", default_text="none")
+    distill_weight: float = setting(1.0, "weight of the loss against the teacher's points")
     aux: tuple[str, ...] = setting((), "attributes to learn beside the landmarks (TCDCN), each name or "
                                    "name=weight, e.g. yaw or yaw=0.5,smile", default_text="none")
     aux_weight: float = setting(0.5, "weight of an auxiliary attribute's loss where --aux gives none")
@@ -136,10 +142,11 @@ def config_from_dict(values: dict, base: Config | None = None, where: str = "con
 
 
 def registry_choices() -> dict[str, list[str]]:
-    """The sets that a registry defines: nets and losses."""
+    """The sets that a registry defines: nets (landmark nets and face detectors) and losses."""
     from .net import NETS
+    from .net.faces import FACE_NETS
     from .train.losses import LOSSES
-    return {"net": sorted(NETS), "loss": sorted(LOSSES)}
+    return {"net": sorted([*NETS, *FACE_NETS]), "loss": sorted(LOSSES)}
 
 
 def validate(config: Config, where: str = "config") -> None:
@@ -152,6 +159,10 @@ def validate(config: Config, where: str = "config") -> None:
         if getattr(config, item.name) not in valid:
             raise UsageError(f"{where}: {item.name} {getattr(config, item.name)!r} is not one of "
                              f"{', '.join(str(v) for v in valid)}")
+    from .net.faces import FACE_NETS
+    if (config.task == "faces") != (config.net in FACE_NETS):
+        wanted = "a face detector net" if config.task == "faces" else "a landmark net"
+        raise UsageError(f"{where}: task {config.task} needs {wanted}; net {config.net!r} is not one")
     if config.epochs < 1 or config.batch_size < 1:
         raise UsageError(f"{where}: epochs and batch_size must be at least 1")
     if len(config.class_weights) != 2:

@@ -72,13 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = p.add_argument_group("test")
     t.add_argument("--metrics-json", type=Path, help="write the test metrics here (default: print only)")
+    t.add_argument("--test-pictures", type=Path,
+                   help="whole-picture test: a picture list (test_pictures.txt) or a folder of label folders; "
+                        "finds the faces with --detector, then landmarks (default: crops of --test-list)")
+    t.add_argument("--pr-plot", type=Path, help="whole-picture test: the face finder's precision-recall plot "
+                   "(default: none)")
     t.add_argument("--predictions-out", type=Path,
                    help="write predictions in label.txt form (path, crop box, K points in image pixels) for crops "
                         "the model calls faces (default: none)")
 
     q = p.add_argument_group("predict and export")
     q.add_argument("--image", type=Path, help="picture or folder of pictures to predict on")
-    q.add_argument("--box", help="face box x1,y1,x2,y2 (default: find faces with OpenCV's Haar cascade)")
+    q.add_argument("--box", help="face box x1,y1,x2,y2 (default: find the faces)")
+    q.add_argument("--detector", default="default",
+                   help="face finder: a detector checkpoint or shipped name, or haar for OpenCV's cascade "
+                        "(default: the shipped detector, faces)")
+    q.add_argument("--detector-threshold", type=float, default=None,
+                   help="score from which a candidate goes on to the landmark model (default: the detector's, 0.3)")
+    q.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="look at each face again, cropped from the box its points give (default: on)")
     q.add_argument("--out", type=Path, help="predict: picture or folder to write (default: predictions/); "
                    "export: the file to write")
     q.add_argument("--json", action="store_true",
@@ -211,7 +223,7 @@ def phase_train(args, finetune: bool = False) -> int:
     if ranks.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     resume = args.resume is not None
-    loaded = None
+    model_path = None
     if resume:
         if not (args.resume / "config.json").is_file():
             raise UsageError(f"{args.resume}: not a run folder (no config.json); pass the folder of an earlier run")
@@ -220,7 +232,6 @@ def phase_train(args, finetune: bool = False) -> int:
             config = dataclasses.replace(config, epochs=args.epochs)
         if not (args.resume / "last.pt").is_file():
             raise UsageError(f"{args.resume}: no last.pt to resume from")
-        run_dir = args.resume
     elif finetune:
         if not args.model:
             raise UsageError("--phase finetune needs --model CHECKPOINT (or a shipped model name)")
@@ -231,41 +242,23 @@ def phase_train(args, finetune: bool = False) -> int:
         config = training_config(args, base)
     else:
         config = training_config(args)
-    train_list, test_list = ensure_lists(args, config.seed, ranks)
-    train_data = read_list(train_list, strict=args.strict)
-    spec = training_spec(config, train_data)
-    if finetune and not resume:
-        loaded = load_model(model_path, spec_change=lambda old: finetune_spec(old, spec))
-        if loaded.new_layers:
-            heads = sorted({name.split(".")[0] for name in loaded.new_layers})
-            log.info("finetune: new layers (not in %s): %s", args.model, ", ".join(heads))
-    if not resume:
-        run_dir = new_run_dir(args, config, ranks)
+    prepare = prepare_faces if config.task == "faces" else prepare_landmarks
+    spec, model, task, train_set, val_set = prepare(args, config, model_path, ranks)
+    run_dir = args.resume if resume else new_run_dir(args, config, ranks)
     if ranks.main:
         (run_dir / "config.json").write_text(json.dumps(spec.config.to_dict(), indent=2) + "\n")
         log.info("config: %s", json.dumps(spec.config.to_dict()))
-    train_set = make_dataset(train_data, spec, args, train=True)
-    check_list_stage(train_data, spec.config.classify)
-    val_set = None
-    if test_list.is_file() and test_list.read_text().strip():
-        val_data = read_list_for(test_list, spec, args)
-        check_list_stage(val_data, spec.config.classify)
-        val_set = make_dataset(val_data, spec, args, train=False)
-    torch.manual_seed(spec.config.seed)
-    model = loaded.net if loaded is not None else spec.build()
-    model = model.to(memory_format=torch.channels_last)
     if finetune and args.freeze:
         frozen = freeze(model, [n.strip() for n in args.freeze.split(",") if n.strip()])
         log.info("frozen layers: %s", ", ".join(frozen))
     elif args.freeze:
         raise UsageError("--freeze is for --phase finetune")
     if ranks.main:
-        log.info("%s: %s net, %s scheme (%d points), %d parameters, run folder %s",
-                 "finetune" if finetune else "train", spec.config.net, spec.scheme.name, spec.num_points,
-                 count_parameters(model), run_dir)
+        what = f"{spec.scheme.name} scheme ({spec.num_points} points)" if spec.scheme else "face detector"
+        log.info("%s: %s net, %s, %d parameters, run folder %s", "finetune" if finetune else "train",
+                 spec.config.net, what, count_parameters(model), run_dir)
         if device.type == "cpu":
             log.info("%s", native.kernels().note)
-    task = LandmarkTask(spec, spec.codec(model))
     result = fit(model, spec, task, train_set, val_set, run_dir, device, resume=resume, max_steps=args.max_steps,
                  progress=not args.quiet, ranks=ranks, extra_state={"frozen": args.freeze or ""})
     if ranks.main:
@@ -273,6 +266,9 @@ def phase_train(args, finetune: bool = False) -> int:
         if "val_nme_box" in best:
             print(f"best epoch {best['epoch']}: NME_box {best['val_nme_box']:.2f}%  NME_io "
                   f"{best['val_nme_io']:.2f}%  FR@0.1 {best['val_fr_io@0.1']:.1f}%  AUC@0.1 {best['val_auc_io@0.1']:.3f}")
+        elif "val_ap" in best:
+            print(f"best epoch {best['epoch']}: AP@0.5 {best['val_ap']:.3f}  recall {best['val_recall']:.3f}  "
+                  f"false faces per picture {best['val_false_per_picture']:.3f}")
         elif "epoch" in best:
             print(f"no validation list; lowest training loss {best['train_loss']:.4g} at epoch {best['epoch']}")
         print(f"run folder: {run_dir} (best.pt, last.pt, loss.png, history.csv, train.log, tensorboard/)")
@@ -281,12 +277,66 @@ def phase_train(args, finetune: bool = False) -> int:
     return 0
 
 
+def prepare_landmarks(args, config: Config, model_path: Path | None, ranks: Distributed):
+    """Spec, net, task and datasets of a landmark run (``model_path``: finetune from it)."""
+    train_list, test_list = ensure_lists(args, config.seed, ranks)
+    train_data = read_list(train_list, strict=args.strict)
+    spec = training_spec(config, train_data)
+    loaded = None
+    if model_path is not None:
+        loaded = load_model(model_path, spec_change=lambda old: finetune_spec(old, spec))
+        if loaded.new_layers:
+            heads = sorted({name.split(".")[0] for name in loaded.new_layers})
+            log.info("finetune: new layers (not in %s): %s", args.model, ", ".join(heads))
+    train_set = make_dataset(train_data, spec, args, train=True)
+    check_list_stage(train_data, spec.config.classify)
+    if spec.config.teacher:
+        from .train.distill import teacher_points
+        teacher = load_model(resolve_model(spec.config.teacher))
+        train_set.set_teacher(teacher_points(teacher, spec, train_set, None if args.no_cache else args.cache_dir,
+                                             resolve_device(args.device)))
+    val_set = None
+    if test_list.is_file() and test_list.read_text().strip():
+        val_data = read_list_for(test_list, spec, args)
+        check_list_stage(val_data, spec.config.classify)
+        val_set = make_dataset(val_data, spec, args, train=False)
+    torch.manual_seed(spec.config.seed)
+    model = (loaded.net if loaded is not None else spec.build()).to(memory_format=torch.channels_last)
+    return spec, model, LandmarkTask(spec, spec.codec(model)), train_set, val_set
+
+
+def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distributed):
+    """Spec, net, task and picture datasets of a face detector run."""
+    from .data.labels import read_picture_list
+    from .data.pictures import PictureAugment, PictureDataset
+    from .train.tasks import FaceTask
+
+    ensure_lists(args, config.seed, ranks)
+    train_path = args.train_list or args.list_dir / "train_pictures.txt"
+    test_path = args.test_list or args.list_dir / "test_pictures.txt"
+    spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
+    pictures, report = read_picture_list(train_path, strict=args.strict)
+    train_set = PictureDataset(pictures, size=config.input_size, augment=PictureAugment(), strict=args.strict,
+                               progress=not args.quiet)
+    log.info("%s: %d pictures, %d faces", train_path, len(train_set), sum(len(p.boxes) for p in train_set.pictures))
+    val_set = None
+    if test_path.is_file() and test_path.read_text().strip():
+        pictures, _ = read_picture_list(test_path, strict=args.strict)
+        val_set = PictureDataset(pictures, size=config.input_size, strict=args.strict, progress=not args.quiet)
+        log.info("%s: %d pictures, %d faces", test_path, len(val_set), sum(len(p.boxes) for p in val_set.pictures))
+    torch.manual_seed(config.seed)
+    model = load_model(model_path, expect_task="faces").net if model_path else spec.build()
+    return spec, model, FaceTask(spec, model), train_set, val_set
+
+
 def load_for_inference(args):
     loaded = load_model(resolve_model(args.model or default_model()))
     return loaded, loaded.spec.inference_model(loaded.net, args.test_flip)
 
 
 def phase_test(args) -> int:
+    if args.test_pictures is not None:
+        return test_pictures(args)
     loaded, _ = load_for_inference(args)
     spec = loaded.spec
     device = resolve_device(args.device)
@@ -319,6 +369,53 @@ def phase_test(args) -> int:
     return 0
 
 
+def read_pictures(path: Path, strict: bool):
+    """A picture list, or a folder of the course's label folders -> pictures with every face."""
+    from .data.formats import read_source
+    from .data.labels import Report, group_pictures, read_picture_list
+    if path.is_dir():
+        report = Report(strict=strict)
+        source = read_source("course", path, report)
+        return group_pictures(source.annotations, source.scheme.num_points)
+    return read_picture_list(path, strict=strict)[0]
+
+
+def test_pictures(args) -> int:
+    """Whole pictures: the face finder, the face branch and the landmarks against every annotated face."""
+    from .inference.evaluate import evaluate_pictures, plot_precision_recall
+    from .inference.landmarker import Landmarker
+
+    pictures = read_pictures(args.test_pictures, args.strict)
+    # Candidates down to a low score make the finder's precision-recall curve; the operating
+    # threshold decides what goes on to the landmarks, as in use.
+    marker = Landmarker(args.model, detector=args.detector, detector_threshold=0.05, refine=args.refine,
+                        test_flip=args.test_flip, min_face_prob=args.min_face_prob)
+    operating = marker.finder.default_threshold if args.detector_threshold is None else args.detector_threshold
+    count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
+    if count != marker.scheme.num_points:
+        raise UsageError(f"{args.test_pictures}: faces of {count} points, the model predicts {marker.scheme.num_points}")
+    metrics, curves = evaluate_pictures(marker, pictures, operating, progress=not args.quiet)
+    name = getattr(marker.finder, "name", "finder")
+    print(f"{args.test_pictures}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
+          f"(threshold {operating:g}), refine {'on' if args.refine else 'off'}")
+    print(f"found {metrics['found']:.3f}  false faces per picture {metrics['false_per_picture']:.3f}  "
+          f"NME_box of found {metrics['nme_box_found']:.2f}%  detector AP@0.5 {metrics['detector_ap']:.3f}  "
+          f"proposed {metrics['detector_recall']:.3f}")
+    print(f"ms per picture (median): detector {metrics['ms_detector']:.1f}  landmarks {metrics['ms_landmarks']:.1f}  "
+          f"both {metrics['ms_picture']:.1f}  (decoding {metrics['ms_decode']:.1f})")
+    if "crop_nme_box" in metrics:
+        print(f"the same faces from their annotated boxes: found {metrics['crop_found']:.3f}  NME_box "
+              f"{metrics['crop_nme_box']:.2f}%  NME_io {metrics['crop_nme_io']:.2f}%  FR@0.1 "
+              f"{metrics['crop_fr_io@0.1']:.1f}%  rejected by the face branch {metrics['crop_rejected']:.3f}")
+    if args.metrics_json:
+        args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics_json.write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.pr_plot:
+        plot = plot_precision_recall({name: curves}, args.pr_plot, f"face finder on {metrics['pictures']} pictures")
+        print(f"precision-recall plot: {plot}")
+    return 0
+
+
 def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: dict, min_face_prob: float) -> None:
     """label.txt form: path as listed, the list's box, 2K predicted coordinates in image pixels,
     for each crop the model calls a face (face probability at least ``min_face_prob``)."""
@@ -344,8 +441,8 @@ def phase_predict(args) -> int:
     if args.image is None:
         raise UsageError("--phase predict needs --image PICTURE_OR_FOLDER")
     box = parse_box(args.box) if args.box else None
-    model = args.model or (None if args.backend == "torch" else args.model)
-    marker = Landmarker(model, detector=None if box is not None else "haar", test_flip=args.test_flip,
+    marker = Landmarker(args.model, detector=None if box is not None else args.detector,
+                        detector_threshold=args.detector_threshold, refine=args.refine, test_flip=args.test_flip,
                         min_face_prob=args.min_face_prob, backend=args.backend)
     images = image_inputs(args.image)
     folder_out = args.image.is_dir() or (args.out is not None and args.out.suffix == "")

@@ -65,15 +65,12 @@ def from_crop(points, region, size) -> np.ndarray:
 
 
 def iou(box, boxes) -> np.ndarray:
-    """Intersection over union of one ``[4]`` box with ``[N, 4]`` boxes -> ``[N]``."""
-    box = np.asarray(box, dtype=np.float64)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
+    """Intersection over union of one ``[4]`` box with ``[N, 4]`` boxes -> ``[N]`` (torchvision's box_iou)."""
+    import torch
+    from torchvision.ops import box_iou
+    box = torch.as_tensor(np.asarray(box, dtype=np.float64).reshape(1, 4))
+    boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    return box_iou(box, boxes)[0].numpy()
 
 
 def flip_points(points, width: float, permutation) -> np.ndarray:

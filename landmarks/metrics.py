@@ -75,3 +75,69 @@ def landmark_metrics(pred, truth, interocular: tuple[int, int], threshold: float
         f"fr_io@{key}": failure_rate(nme_io, threshold) * 100,
         f"auc_io@{key}": auc(nme_io, threshold),
     }
+
+
+# ---------------------------------------------------------------- whole pictures
+
+def match_boxes(boxes, scores, truth, iou_threshold: float = 0.5) -> np.ndarray:
+    """Greedy matching by score, as PASCAL VOC does: boxes [N, 4] with scores [N] against true
+    boxes [M, 4] -> [N] bool, True where a box takes a true box not yet taken with IoU >= threshold."""
+    import torch
+    from torchvision.ops import box_iou
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
+    hits = np.zeros(len(boxes), bool)
+    if not len(boxes) or not len(truth):
+        return hits
+    overlaps = box_iou(torch.as_tensor(boxes), torch.as_tensor(truth)).numpy()
+    taken = np.zeros(len(truth), bool)
+    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        candidates = np.where(taken, -1.0, overlaps[i])
+        j = int(candidates.argmax())
+        if candidates[j] >= iou_threshold:
+            taken[j] = hits[i] = True
+    return hits
+
+
+def precision_recall(scores, hits, num_truth: int):
+    """Scores [N] and hits [N] over all pictures -> (precision [N], recall [N]) down the ranking."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hits = np.asarray(hits, dtype=np.float64)[order]
+    true_positives = np.cumsum(hits)
+    precision = true_positives / np.arange(1, len(hits) + 1)
+    recall = true_positives / max(num_truth, 1)
+    return precision, recall
+
+
+def average_precision(scores, hits, num_truth: int) -> float:
+    """Area under the precision-recall curve with precision made monotone (all-point interpolation)."""
+    if not num_truth:
+        return float("nan")
+    precision, recall = precision_recall(scores, hits, num_truth)
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    recall = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+def match_faces(pred_points: list, truth_points, threshold: float = 0.10) -> tuple[np.ndarray, np.ndarray]:
+    """Which true faces a picture's predicted faces find: pred_points K-point arrays, truth [M, K, 2].
+
+    Each prediction takes at most one true face and the reverse, smallest NME_box first; a pair
+    counts when its NME_box is below ``threshold`` -> (truth's NME_box where found else nan [M],
+    found-something for each prediction [N])."""
+    truth = np.asarray(truth_points, dtype=np.float64)
+    nmes = np.full(len(truth), np.nan)
+    used = np.zeros(len(pred_points), bool)
+    if not len(pred_points) or not len(truth):
+        return nmes, used
+    norm = box_normaliser(truth)
+    errors = np.array([[mean_point_error(p[None], t[None])[0] / max(n, 1e-12) for t, n in zip(truth, norm)]
+                       for p in pred_points])  # [N, M]
+    for flat in np.argsort(errors, axis=None):
+        i, j = np.unravel_index(flat, errors.shape)
+        if errors[i, j] >= threshold:
+            break
+        if not used[i] and np.isnan(nmes[j]):
+            used[i], nmes[j] = True, errors[i, j]
+    return nmes, used

@@ -37,12 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where train.txt, test.txt, train_pictures.txt, test_pictures.txt and lists.json go")
     parser.add_argument("--test-ratio", type=float, default=0.1,
                         help="share of images (not faces) that go to test.txt, 0 to 1")
+    parser.add_argument("--val-ratio", type=float, default=0.0,
+                        help="share of all images taken from the training ones into val.txt and val_pictures.txt, "
+                             "to choose settings on; the test split does not change")
     parser.add_argument("--seed", type=int, default=0, help="fixes the split and the negatives")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad line or image")
     parser.add_argument("--negatives", type=int, default=0,
                         help="non-face crops per face for stage-3 lists, random and partial in turn (0: stage-1 lists)")
     parser.add_argument("--neg-iou", type=float, default=0.3,
                         help="a non-face crop has IoU below this with every face")
+    parser.add_argument("--detector-negatives", metavar="DETECTOR", default=None,
+                        help="add a face detector's false positives on each picture as non-faces of kind detector "
+                             "(a detector checkpoint or shipped name, or haar)")
+    parser.add_argument("--detector-threshold", type=float, default=0.1,
+                        help="with --detector-negatives: the lowest score a false positive is taken from")
     parser.add_argument("--expand", type=float, default=EXPAND_RATIO,
                         help="box expansion on every side, as a share of its width and height")
     parser.add_argument("--yaw", action="store_true",
@@ -59,13 +67,16 @@ def main(argv=None) -> int:
     def job():
         summary = build_lists(args.data_dir, args.out_dir, fmt=args.format, scheme=args.scheme, labels=args.labels,
                               box_file=args.box_file, folders=args.folders, test_ratio=args.test_ratio,
+                              val_ratio=args.val_ratio,
                               seed=args.seed, strict=args.strict, negatives=args.negatives, neg_iou=args.neg_iou,
-                              ratio=args.expand, yaw=args.yaw)
+                              ratio=args.expand, yaw=args.yaw, detector=args.detector_negatives,
+                              detector_threshold=args.detector_threshold)
         scheme = summary["scheme"]
         print(f"{summary['summary']}; {summary['images']} images -> "
               f"{args.out_dir / 'train.txt'} ({summary['train_lines']} lines, "
               f"{summary['train_non_faces']} non-faces), {args.out_dir / 'test.txt'} "
-              f"({summary['test_lines']} lines, {summary['test_non_faces']} non-faces)")
+              f"({summary['test_lines']} lines, {summary['test_non_faces']} non-faces)"
+              + (f", val.txt ({summary['val_lines']} lines)" if summary["val_lines"] else ""))
         print(f"scheme {scheme.name} ({scheme.num_points} points); face box as shares of the points' tight box: "
               f"{list(scheme.face_box)}")
         for name, counts in summary["attribute_counts"].items():

@@ -117,6 +117,34 @@ class ColorJitter:
         return image.clamp(0, 255), points
 
 
+class RandomErasing:
+    """Occlusion: with probability ``p`` a sample gets one rectangle of random noise covering
+    2 to 20 % of it (aspect 0.3 to 3.3), as a hand, hair or glasses might; points stay."""
+
+    def __init__(self, p: float = 0.5, area=(0.02, 0.2), aspect=(0.3, 3.3)):
+        self.p, self.area, self.aspect = p, area, aspect
+
+    def __call__(self, image, points, generator=None):
+        b, c, h, w = image.shape
+        chosen = torch.rand(b, generator=generator) < self.p
+        if not chosen.any():
+            return image, points
+        u = torch.rand(b, 5, generator=generator)
+        area = (self.area[0] + (self.area[1] - self.area[0]) * u[:, 0]) * h * w
+        log_aspect = math.log(self.aspect[0]) + (math.log(self.aspect[1]) - math.log(self.aspect[0])) * u[:, 1]
+        aspect = torch.exp(log_aspect)
+        eh = torch.sqrt(area * aspect).clamp(1, h).long()
+        ew = torch.sqrt(area / aspect).clamp(1, w).long()
+        top = (u[:, 2] * (h - eh + 1)).long()
+        left = (u[:, 3] * (w - ew + 1)).long()
+        rows = torch.arange(h)[None, :, None]
+        cols = torch.arange(w)[None, None, :]
+        mask = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+                & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]) & chosen[:, None, None])
+        noise = torch.rand(image.shape, generator=generator) * 255
+        return torch.where(mask[:, None], noise, image), points
+
+
 class Compose:
     def __init__(self, steps):
         self.steps = list(steps)
@@ -141,6 +169,7 @@ class AugmentSettings:
     scale: float = _setting(0.0, "max zoom change, e.g. 0.1 for 0.9-1.1")
     brightness: float = _setting(0.0, "max brightness change")
     contrast: float = _setting(0.0, "max contrast change")
+    erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
 
     @property
     def geometric(self) -> bool:
@@ -148,7 +177,7 @@ class AugmentSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.flip or self.geometric or self.brightness or self.contrast)
+        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase)
 
 
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
@@ -159,6 +188,8 @@ def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutatio
         steps.append(RandomHorizontalFlip(flip_permutation, settings.flip))
     if settings.brightness or settings.contrast:
         steps.append(ColorJitter(settings.brightness, settings.contrast))
+    if settings.erase:
+        steps.append(RandomErasing(settings.erase))
     return Compose(steps)
 
 

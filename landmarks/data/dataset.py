@@ -132,7 +132,9 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         self.num_points = num_points
         if self.augment and self.augment.flip and flip_permutation is None:
             raise UsageError("flip augmentation needs the scheme's flip permutation")
+        self.flip_permutation = flip_permutation
         self.pipeline = build_augmentation(self.augment, size, flip_permutation) if self.augment else None
+        self.teacher: torch.Tensor | None = None
         self.report = Report(strict=strict)
         crops, kept = self._load(entries, cache_dir, workers or min(8, os.cpu_count() or 1), progress)
         self.entries = [entries[i] for i in kept]
@@ -181,10 +183,23 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         batch = self.collate(torch.tensor([index]))
         return {key: value[0] for key, value in batch.items()}
 
+    def set_teacher(self, shares: torch.Tensor) -> None:
+        """A teacher's points for every sample, [N, K, 2] as shares of the (un-augmented) crop:
+        batches then carry ``teacher`` points, moved by the same augmentation as the true ones."""
+        offset = (self.settings.cache_size - self.settings.size) / 2
+        self.teacher = shares.float() * self.settings.size + offset
+        if self.augment:
+            # Both point sets go through the flip together: the permutation covers 2K points.
+            k = self.num_points
+            permutation = tuple(self.flip_permutation) + tuple(p + k for p in self.flip_permutation)
+            self.pipeline = build_augmentation(self.augment, self.settings.size, permutation)
+
     def collate(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         # index_select copies whole rows; crops[indices] went element by element, 30x slower.
         image = self.crops.index_select(0, indices).float()
         points = self.points[indices]
+        if self.teacher is not None:
+            points = torch.cat([points, self.teacher[indices]], 1)
         if self.pipeline is not None:
             image, points = self.pipeline(image, points, generator)
         elif self.settings.margin:
@@ -194,8 +209,13 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         image = normalize_images(image, self.normalize)
         is_face = self.is_face[indices]
         points = torch.where(is_face[:, None, None], points, torch.zeros_like(points))
+        teacher = None
+        if self.teacher is not None:
+            points, teacher = points[:, :self.num_points], points[:, self.num_points:]
         batch = {"image": image.contiguous(), "points": points.float(), "is_face": is_face,
                  "box": self.boxes[indices], "index": indices}
+        if teacher is not None:
+            batch["teacher"] = teacher.float()
         if self.attribute_names:
             batch["attributes"] = self.attributes[indices]
         if self.pin_memory:

@@ -74,21 +74,29 @@ def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int
                     continue
                 x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
                 candidate = np.array([x1, y1, x1 + w, y1 + h])
-                low = 0.0
             else:
                 scale = np.exp(rng.uniform(np.log(0.7), np.log(1.4), 2))
-                centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2 + rng.uniform(-0.9, 0.9, 2) * sizes[face]
+                # Shifted by 0.3 to 0.9 of the face's size along each axis: IoU mostly 0.1 to 0.4.
+                shift = rng.uniform(0.3, 0.9, 2) * rng.choice([-1.0, 1.0], 2)
+                centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2 + shift * sizes[face]
                 half = sizes[face] * scale / 2
-                candidate = np.concatenate([centre - half, centre + half])
-                if candidate[0] < 0 or candidate[1] < 0 or candidate[2] > width or candidate[3] > height:
-                    continue
-                low = 0.1
-                if iou(candidate, face_boxes[face:face + 1])[0] < low:
+                candidate = np.clip(np.concatenate([centre - half, centre + half]), 0, [width, height, width, height])
+                if (candidate[2:] - candidate[:2]).min() < 8 or iou(candidate, face_boxes[face:face + 1])[0] < 0.1:
                     continue
             if iou(candidate, face_boxes).max() < max_iou:
                 found.append((candidate, kind))
                 break
     return found
+
+
+def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: float,
+                      count: int) -> list[tuple[np.ndarray, str]]:
+    """A face finder's boxes on ``image`` that overlap no face (IoU < ``max_iou``), best first."""
+    from .images import load_image
+    boxes, scores = finder(load_image(image, 3))
+    mistakes = [(box, "detector") for box, _ in sorted(zip(boxes, scores), key=lambda item: -item[1])
+                if iou(box, face_boxes).max() < max_iou and box[2] > box[0] + 4 and box[3] > box[1] + 4]
+    return mistakes[:count]
 
 
 def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
@@ -108,11 +116,21 @@ def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
 
 
 def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme | None = None,
-                labels=None, box_file=None, folders=None, test_ratio: float = 0.1, seed: int = 0,
-                strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
-                ratio: float = EXPAND_RATIO, yaw: bool = False) -> dict:
+                labels=None, box_file=None, folders=None, test_ratio: float = 0.1, val_ratio: float = 0.0,
+                seed: int = 0, strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
+                ratio: float = EXPAND_RATIO, yaw: bool = False, detector=None, detector_threshold: float = 0.1,
+                detector_negatives: int = 3) -> dict:
     """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
-    ``test_pictures.txt`` and ``lists.json``; returns a summary dict."""
+    ``test_pictures.txt`` and ``lists.json``; returns a summary dict.
+
+    With ``val_ratio``, that share of the training pictures goes to ``val.txt`` and
+    ``val_pictures.txt`` instead, for choosing settings; the test split stays the one
+    ``test_ratio`` and ``seed`` give without it.
+
+    ``detector`` (a face finder, see landmarks.inference.faces.make_finder) adds its false
+    positives on each picture, scoring ``detector_threshold`` or more, as non-faces of kind
+    ``detector`` (at most ``detector_negatives`` a picture, best-scored first): the mistakes a
+    whole-picture pipeline asks the face branch to catch."""
     report = Report(strict=strict)
     target = load_scheme(scheme) if isinstance(scheme, (str, Path)) else scheme
     source = read_source(fmt, Path(data_dir), report, folders=folders, labels=labels, box_file=box_file,
@@ -134,34 +152,50 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     for annotation in annotations:
         by_image[annotation.image].append(annotation)
     rng = np.random.default_rng(seed)
+    finder = None
+    if detector is not None:
+        from ..inference.faces import make_finder
+        finder = make_finder(detector, detector_threshold)
     entries: list[ListEntry] = []
-    for image in sorted(by_image):
+    images = sorted(by_image)
+    if finder is not None:
+        from tqdm import tqdm
+        images = tqdm(images, desc="detector negatives", unit="img", leave=False, disable=None)
+    for image in images:
         width, height = image_size(image)
         faces = by_image[image]
         entries += [to_list_entry(face, width, height, ratio) for face in faces]
-        if negatives:
-            face_boxes = np.stack([face.box for face in faces])
-            for box, kind in sample_negatives(face_boxes, width, height, negatives, neg_iou, rng):
-                entries.append(ListEntry(image, crop_box(box, width, height, ratio), None,
-                                         f"negative of {image}", attributes={"negative": kind}))
+        face_boxes = np.stack([face.box for face in faces])
+        found = sample_negatives(face_boxes, width, height, negatives, neg_iou, rng) if negatives else []
+        if finder is not None:
+            found += detector_mistakes(finder, image, face_boxes, neg_iou, detector_negatives)
+        for box, kind in found:
+            entries.append(ListEntry(image, crop_box(box, width, height, ratio), None,
+                                     f"negative of {image}", attributes={"negative": kind}))
     train, test = split_by_image(entries, lambda e: e.image, test_ratio, seed)
+    parts = {"train": train, "test": test}
+    if val_ratio:
+        # A share of all pictures, taken from the training ones with another seed.
+        share = val_ratio / max(1.0 - test_ratio, 1e-9)
+        parts["train"], parts["val"] = split_by_image(train, lambda e: e.image, min(share, 1.0), seed + 1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    labelled = negatives > 0
-    write_list(out_dir / "train.txt", train, labelled)
-    write_list(out_dir / "test.txt", test, labelled)
-    train_images = {str(e.image) for e in train}
+    labelled = negatives > 0 or finder is not None
     pictures = group_pictures(annotations, target.num_points)
-    write_picture_list(out_dir / "train_pictures.txt", [p for p in pictures if str(p.image) in train_images])
-    write_picture_list(out_dir / "test_pictures.txt", [p for p in pictures if str(p.image) not in train_images])
+    for name, part in parts.items():
+        write_list(out_dir / f"{name}.txt", part, labelled)
+        images = {str(e.image) for e in part}
+        write_picture_list(out_dir / f"{name}_pictures.txt", [p for p in pictures if str(p.image) in images])
+    train, test = parts["train"], parts["test"]
     info = ListInfo(target, ratio, attributes,
                     {"format": fmt, "source_scheme": source.scheme.name, "seed": seed, "test_ratio": test_ratio,
+                     "val_ratio": val_ratio,
                      "negatives": negatives, "neg_iou": neg_iou})
     write_list_info(out_dir, info)
     return {
         "faces_kept": report.kept, "lines_skipped": report.skipped,
         "negatives_clamped": report.clamped,
-        "train_lines": len(train), "test_lines": len(test),
+        "train_lines": len(train), "test_lines": len(test), "val_lines": len(parts.get("val", [])),
         "train_non_faces": sum(not e.is_face for e in train),
         "test_non_faces": sum(not e.is_face for e in test),
         "images": len(by_image), "summary": report.summary(), "scheme": target,

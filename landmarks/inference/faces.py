@@ -34,6 +34,7 @@ class HaarFinder:
     """OpenCV's bundled frontal-face Haar cascade, loaded once."""
 
     name = "haar"
+    default_threshold = 0.0  # every detection scores 1
 
     def __init__(self, min_size: int = 24):
         cascade_file = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
@@ -51,3 +52,52 @@ class HaarFinder:
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = haar_to_face_box(self.raw(image))
         return boxes, np.ones(len(boxes))
+
+
+class NetFinder:
+    """A face detector trained by this tool (``--phase train --config configs/faces.toml``):
+    the picture is resized to the net's input size (longer side), boxes come back in pixels
+    of the picture, framed like the annotations it was trained on."""
+
+    name = "net"
+
+    def __init__(self, loaded, threshold: float | None = None, device: str = "cpu"):
+        import torch
+
+        from ..codecs import CentreBoxes
+        from ..net.faces import fuse_batch_norm
+        self.spec = loaded.spec
+        self.size = loaded.config.input_size
+        self.default_threshold = loaded.config.face_threshold
+        self.threshold = self.default_threshold if threshold is None else threshold
+        self.device = torch.device(device)
+        self.net = fuse_batch_norm(loaded.net.eval()).to(self.device, memory_format=torch.channels_last)
+        self.codec = CentreBoxes(loaded.net.stride)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from ..data.pictures import fit_picture, normalise_pictures
+        canvas, scale = fit_picture(image if image.shape[2] == 3 else np.repeat(image, 3, 2), self.size)
+        batch = normalise_pictures(canvas[None]).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            boxes, scores = self.codec.decode(self.net(batch), threshold=self.threshold)[0]
+        return boxes.cpu().double().numpy() / scale, scores.cpu().double().numpy()
+
+
+DEFAULT_FINDER = "faces"  # the shipped detector; "haar" where it is not installed
+
+
+def make_finder(detector, threshold: float | None = None, device: str = "cpu"):
+    """A face finder from a name: "haar", a shipped detector's name, a detector checkpoint; None
+    (boxes are given), or any callable ``image -> (boxes, scores)``."""
+    if detector is None or callable(detector):
+        return detector
+    if detector == "haar":
+        return HaarFinder()
+    from ..checkpoint import load_model, resolve_model, shipped_models
+    if detector == "default":
+        detector = DEFAULT_FINDER if DEFAULT_FINDER in shipped_models() else "haar"
+        if detector == "haar":
+            return HaarFinder()
+    return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..errors import UsageError, require_extra
 from ..geometry import crop_box, from_crop
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
+from .faces import make_finder
 
 
 @dataclass
@@ -65,12 +67,15 @@ class Landmarker:
 
     model: a shipped name (stage1, stage2, stage3), a checkpoint, or with
     ``backend="onnxruntime"`` an exported ``.onnx`` (its ``.json`` beside it).
-    detector: "haar", None (boxes are given), or a face finder callable
-    ``image -> (boxes, scores)``.
+    detector: "default" (the shipped face detector), a detector checkpoint, "haar"
+    (OpenCV's cascade), None (boxes are given), or a callable ``image -> (boxes, scores)``;
+    ``detector_threshold`` overrides its score threshold.
+    refine: look at each face a second time, cropped from the box its first points give.
     """
 
-    def __init__(self, model=None, *, detector="haar", test_flip: bool | None = None,
-                 min_face_prob: float | None = None, backend: str = "torch", device: str = "cpu"):
+    def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
+                 refine: bool = True, test_flip: bool | None = None, min_face_prob: float | None = None,
+                 backend: str = "torch", device: str = "cpu"):
         self.backend = backend
         self.device = torch.device(device)
         if backend == "onnxruntime":
@@ -90,7 +95,9 @@ class Landmarker:
         self.config = self.spec.config
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if min_face_prob is None else min_face_prob
-        self.finder = make_finder(detector)
+        self.finder = make_finder(detector, detector_threshold, device)
+        self.refine = refine
+        self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
     def classify(self) -> bool:
@@ -111,47 +118,81 @@ class Landmarker:
         batch = normalize_images(torch.from_numpy(crops).float(), self.config.normalize)
         return batch.contiguous(memory_format=torch.channels_last) if self.session is None else batch
 
-    def landmarks(self, image, face_boxes, scores=None) -> list[Face]:
-        """Landmarks for given face boxes [N, 4] on an image (path or array)."""
+    def landmarks(self, image, face_boxes, scores=None, verify: bool = True) -> list[Face]:
+        """Landmarks for given face boxes [N, 4] on an image (path or array), one Face per box;
+        with a face branch (and ``verify``), a crop it calls no face gets no points."""
         rgb = as_image(image)
         pixels = to_channels(rgb, self.config.channels)
         face_boxes = np.asarray(face_boxes, dtype=np.float64).reshape(-1, 4)
         h, w = rgb.shape[:2]
         boxes = np.array([crop_box(b, w, h, self.config.crop_expand) for b in face_boxes]).reshape(-1, 4)
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # a box wholly outside the picture
-        faces = []
-        if keep.any():
+        usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly outside the picture
+        points = np.full((len(boxes), self.scheme.num_points, 2), np.nan)
+        prob = np.zeros(len(boxes)) if self.classify else None
+        if usable.any():
             s = self.config.input_size
-            shares, prob = self.run(self.crops(pixels, boxes[keep]))
-            points = from_crop(shares * s, boxes[keep], (s, s))
-            for j, i in enumerate(np.flatnonzero(keep)):
-                p = None if prob is None else float(prob[j])
-                is_face = p is None or p >= self.min_face_prob
-                faces.append(Face(face_boxes[i], boxes[i], points[j] if is_face else None, p,
-                                  None if scores is None else float(scores[i])))
+            shares, found_prob = self.run(self.crops(pixels, boxes[usable]))
+            points[usable] = from_crop(shares * s, boxes[usable], (s, s))
+            if prob is not None:
+                prob[usable] = found_prob
+        faces = []
+        for i in range(len(boxes)):
+            p = None if prob is None else float(prob[i])
+            is_face = usable[i] and (p is None or not verify or p >= self.min_face_prob)
+            faces.append(Face(face_boxes[i], boxes[i], points[i] if is_face else None, p,
+                              None if scores is None else float(scores[i])))
         return faces
 
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate face boxes [N, 4] and scores [N] from the face finder."""
         if self.finder is None:
             raise UsageError("this Landmarker has no face finder; give face boxes (landmarks(image, boxes))")
         return self.finder(as_image(image))
 
+    def faces_at(self, image, boxes, scores=None) -> list[Face]:
+        """Faces at candidate boxes: landmarks, checked by the face branch, looked at again from
+        the box their points give (``refine``), duplicates merged (torchvision's NMS)."""
+        rgb = as_image(image)
+        faces = self.landmarks(rgb, boxes, scores)
+        if self.refine:
+            faces = self.refined(rgb, faces)
+        return merge_duplicates(faces)
+
+    def refined(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Each face cropped again from the box its points give, as the scheme frames faces."""
+        kept = [f for f in faces if f.is_face]
+        if not kept:
+            return faces
+        boxes = self.scheme.face_boxes(np.stack([f.points for f in kept]))
+        again = self.landmarks(rgb, boxes, [f.score for f in kept])
+        return again + [f for f in faces if not f.is_face]
+
     def detect(self, image) -> list[Face]:
         """Find faces in a picture (path or RGB array) and their landmarks."""
         rgb = as_image(image)
+        start = time.perf_counter()
         boxes, scores = self.find(rgb)
-        return self.landmarks(rgb, boxes, scores)
+        found = time.perf_counter()
+        faces = self.faces_at(rgb, boxes, scores)
+        self.timings = {"detector_ms": 1000 * (found - start), "landmarks_ms": 1000 * (time.perf_counter() - found)}
+        return faces
 
     __call__ = detect
 
 
-def make_finder(detector):
-    if detector is None or callable(detector):
-        return detector
-    if detector == "haar":
-        from .faces import HaarFinder
-        return HaarFinder()
-    raise UsageError(f"unknown face finder {detector!r}; use haar")
+def merge_duplicates(faces: list[Face], iou: float = 0.4) -> list[Face]:
+    """Of faces whose boxes overlap by ``iou`` or more, keep the most likely (face probability,
+    else the finder's score); faces the branch rejected stay, for drawing."""
+    from torchvision.ops import nms
+    kept = [f for f in faces if f.is_face]
+    if len(kept) < 2:
+        return faces
+    boxes = torch.tensor(np.stack([f.box for f in kept]), dtype=torch.float64)
+    score = torch.tensor([(f.face_prob if f.face_prob is not None else 1.0) * (f.score if f.score is not None else 1.0)
+                          for f in kept], dtype=torch.float64)
+    # In the finder's order: NMS ranks by score, and equal scores would come out in any order.
+    order = sorted(nms(boxes, score, iou).tolist())
+    return [kept[i] for i in order] + [f for f in faces if not f.is_face]
 
 
 def read_export_spec(onnx_path: Path) -> ModelSpec:

@@ -75,10 +75,21 @@ def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
 
 
 class Stage1Net(LandmarkNet):
-    """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers."""
+    """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers.
 
-    def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1):
+    ``head`` picks the landmark head and so its codec: ``regression`` (ip1-ip3, the course's),
+    ``heatmap_offset`` (PIPNet-style score and offset maps on the last 4x4 feature map) or
+    ``simcc`` (ip1, ip2, then per-point x and y bin logits).
+    """
+
+    SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
+
+    def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
+                 head="regression"):
         super().__init__(num_points, classify, aux_classes)
+        if head not in ("regression", "heatmap_offset", "simcc"):
+            raise UsageError(f"stage-1 nets take the heads regression, heatmap_offset, simcc; not {head!r}")
+        self.codec = head
         bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
         self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
@@ -90,10 +101,20 @@ class Stage1Net(LandmarkNet):
         self.pool3 = nn.AvgPool2d(2, ceil_mode=True)
         self.conv4_1 = ConvBlock(c[2], c[3], 3, padding=1, batch_norm=bn)
         self.conv4_2 = ConvBlock(c[3], c[4], 3, padding=1, batch_norm=bn)
-        flat = _feature_shape(self.features, channels, size).numel()
-        self.ip1 = LinearBlock(flat, 128 * width)
-        self.ip2 = LinearBlock(128 * width, 128 * width)
-        self.ip3 = nn.Linear(128 * width, 2 * num_points)
+        shape = _feature_shape(self.features, channels, size)
+        flat = shape.numel()
+        if head == "heatmap_offset":
+            self.heat = nn.Conv2d(c[4], num_points, 1)
+            self.offset = nn.Conv2d(c[4], 2 * num_points, 1)
+        else:
+            self.ip1 = LinearBlock(flat, 128 * width)
+            self.ip2 = LinearBlock(128 * width, 128 * width)
+        if head == "regression":
+            self.ip3 = nn.Linear(128 * width, 2 * num_points)
+        elif head == "simcc":
+            self.ip3 = LinearBlock(128 * width, num_points * self.SIMCC_FEATURES)
+            self.bins_x = nn.Linear(self.SIMCC_FEATURES, 2 * size)
+            self.bins_y = nn.Linear(self.SIMCC_FEATURES, 2 * size)
         self.build_side_heads(flat)
         # PyTorch's default init shrinks activations through this un-normalized
         # stack, so at first only the biases learn (a long mean-shape plateau).
@@ -107,10 +128,19 @@ class Stage1Net(LandmarkNet):
         x = conv_prelu_pool(self.conv1_1, self.pool1, x)
         x = conv_prelu_pool(self.conv2_2, self.pool2, self.conv2_1(x))
         x = conv_prelu_pool(self.conv3_2, self.pool3, self.conv3_1(x))
-        return torch.flatten(self.conv4_2(self.conv4_1(x)), 1)
+        return self.conv4_2(self.conv4_1(x))
+
+    def pooled(self, features):
+        return torch.flatten(features, 1)
 
     def landmark_head(self, features):
-        return self.ip3(self.ip2(self.ip1(features)))
+        if self.codec == "heatmap_offset":
+            return {"heat": self.heat(features), "offset": self.offset(features)}
+        vector = self.ip2(self.ip1(torch.flatten(features, 1)))
+        if self.codec == "regression":
+            return self.ip3(vector)
+        per_point = self.ip3(vector).reshape(len(vector), self.num_points, self.SIMCC_FEATURES)
+        return {"x": self.bins_x(per_point), "y": self.bins_y(per_point)}
 
 
 @register("stage1")
@@ -275,16 +305,23 @@ def start_at_centre(layer: nn.Linear) -> None:
 
 
 def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112, classify: bool = False,
-              aux_classes: dict[str, int] | None = None) -> LandmarkNet:
+              aux_classes: dict[str, int] | None = None, head: str = "") -> LandmarkNet:
+    """The net ``name``; ``head`` (a codec name) replaces its own landmark head where it offers others."""
     if name not in NETS:
         raise UsageError(f"unknown net {name!r}; choose one of {', '.join(sorted(NETS))}")
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
-    net = NETS[name](channels=channels, size=size, num_points=num_points, classify=classify,
-                     aux_classes=aux_classes)
-    head = getattr(net, "ip3", None) or getattr(net, "fc", None)
-    if isinstance(head, nn.Linear):
-        start_at_centre(head)
+    spec = {"channels": channels, "size": size, "num_points": num_points, "classify": classify,
+            "aux_classes": aux_classes}
+    if head:
+        spec["head"] = head
+    try:
+        net = NETS[name](**spec)
+    except TypeError:
+        raise UsageError(f"net {name} has one landmark head; --head {head} needs a stage-1 net") from None
+    regression = getattr(net, "ip3", None) or getattr(net, "fc", None)
+    if net.codec == "regression" and isinstance(regression, nn.Linear):
+        start_at_centre(regression)
     # oneDNN convolutions run faster on channels-last (NHWC) tensors, for every net here.
     return net.to(memory_format=torch.channels_last)
 

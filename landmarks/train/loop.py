@@ -87,6 +87,8 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
     record = RunRecord(run_dir, ranks.main, resume, task.plotted)
     # Without a validation list the best epoch is the one with the lowest training loss.
     best_key = f"val_{task.best_metric}" if val_set is not None else "train_loss"
+    # Higher is better for some metrics (AP); the comparisons below work on the signed value.
+    sign = -1.0 if val_set is not None and task.best_mode == "max" else 1.0
     start_epoch, best = 0, {"metric": best_key, "value": float("inf")}
     kind = optimizer_kind(config, 0)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -141,7 +143,7 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
                 for note in notes:
                     log.info("%s", note)
                 record.add(row)
-                score = row.get(best_key, float("inf"))
+                score = sign * row.get(best_key, sign * float("inf"))
                 state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "optimizer_kind": kind,
                          "scheduler": {"schedule": config.schedule, "epoch": epoch, "lr": lr},
                          "rng": {"torch": torch.get_rng_state()}, "task": task.state_dict(), **(extra_state or {})}

@@ -57,6 +57,7 @@ class LandmarkTask:
     """Landmarks on crops, with the optional face branch and attribute heads."""
 
     best_metric = "nme_box"
+    best_mode = "min"
     plotted = ("val_nme_box", "validation NME_box (%)")
 
     def __init__(self, spec: ModelSpec, codec):
@@ -82,12 +83,19 @@ class LandmarkTask:
         size = self.config.input_size
         n = len(image)
         logits = out.get("face_logits")
+        teacher = batch.get("teacher")
         if logits is None:
             landmark = self.codec.loss(raw, target, size, self.point_loss)
+            if teacher is not None:
+                landmark = landmark + self.config.distill_weight * self.codec.loss(
+                    raw, teacher.to(device, non_blocking=True), size, self.point_loss)
             loss, sums = landmark, {"landmark_loss": float(landmark.detach()) * n}
             prob = None
         else:
             per_sample = self.codec.loss(raw, target, size, self.point_loss, reduction="none")
+            if teacher is not None:
+                per_sample = per_sample + self.config.distill_weight * self.codec.loss(
+                    raw, teacher.to(device, non_blocking=True), size, self.point_loss, reduction="none")
             weights = torch.tensor(self.config.class_weights, dtype=torch.float32)
             loss, cls, landmark = stage3_loss(per_sample, logits.float(), is_face, self.config.cls_weight,
                                               self.config.landmark_weight, weights)
@@ -112,8 +120,9 @@ class LandmarkTask:
                 sums[f"aux_{name}_correct"] = int((logit[known].argmax(1) == target_class[known]).sum())
         sums["loss"] = float(loss.detach()) * n
         sums["samples"] = n
-        return StepOutput(loss, sums, self.codec.decode(raw.detach()).float(), prob,
-                          None if logits is None else logits.detach(), aux_logits)
+        with torch.no_grad():
+            decoded = self.codec.decode(raw).float()
+        return StepOutput(loss, sums, decoded, prob, None if logits is None else logits.detach(), aux_logits)
 
     def epoch_figures(self, sums: dict) -> dict:
         """Summed step figures -> means and accuracies."""
@@ -220,3 +229,83 @@ class LandmarkTask:
             if f"val_aux_{name}_acc" in row:
                 text += f"  {name} acc {row[f'val_aux_{name}_acc']:.3f}"
         return text
+
+
+class FaceTask:
+    """Faces in whole pictures: the CentreBoxes codec's loss; evaluated by box AP at IoU 0.5,
+    and by recall and false faces per picture at the detector's threshold."""
+
+    best_metric = "ap"
+    best_mode = "max"
+    plotted = ("val_ap", "validation AP@0.5")
+
+    def __init__(self, spec: ModelSpec, net):
+        from ..codecs import CentreBoxes
+        self.spec, self.config = spec, spec.config
+        self.codec = CentreBoxes(net.stride)
+
+    def step(self, net, batch: dict, device) -> StepOutput:
+        image = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        out = net(image)
+        h, w = out["heat"].shape[-2:]
+        target = {k: v.to(device, non_blocking=True) for k, v in self.codec.encode(batch["boxes"], h, w).items()}
+        total, heat, size, offset = self.codec.loss(out, target)
+        n = len(image)
+        sums = {"loss": float(total.detach()) * n, "heat_loss": float(heat.detach()) * n,
+                "size_loss": float(size.detach()) * n, "offset_loss": float(offset.detach()) * n, "samples": n}
+        return StepOutput(total, sums, aux_logits={"raw": out})
+
+    def epoch_figures(self, sums: dict) -> dict:
+        n = max(sums.get("samples", 0), 1)
+        return {key: sums.get(key, 0.0) / n for key in ("loss", "heat_loss", "size_loss", "offset_loss")}
+
+    @torch.no_grad()
+    def evaluate(self, net, dataset, device, max_steps: int = 0, batch_size: int = 16, **_) -> tuple[dict, dict]:
+        from ..metrics import average_precision, match_boxes
+        net.eval()
+        sums: dict[str, float] = {}
+        scores, hits, truth_count, found, false_faces, pictures = [], [], 0, 0, 0, 0
+        threshold = self.config.face_threshold
+        detections = {}
+        for step, batch in enumerate(dataset.batches(batch_size)):
+            if max_steps and step >= max_steps:
+                break
+            out = self.step(net, batch, device)
+            for key, value in out.sums.items():
+                sums[key] = sums.get(key, 0.0) + value
+            decoded = self.codec.decode(out.aux_logits["raw"], threshold=0.05, top_k=100)
+            for (boxes, score), index, scale in zip(decoded, batch["index"].tolist(), batch["scale"].tolist()):
+                boxes = boxes.cpu().double().numpy() / scale
+                score = score.cpu().double().numpy()
+                truth = dataset.pictures[index].boxes
+                hit = match_boxes(boxes, score, truth)
+                scores.append(score)
+                hits.append(hit)
+                truth_count += len(truth)
+                confident = score >= threshold
+                kept = match_boxes(boxes[confident], score[confident], truth)
+                found += int(kept.sum())
+                false_faces += int((~kept).sum())
+                pictures += 1
+                detections[index] = (boxes, score)
+        scores = np.concatenate(scores) if scores else np.zeros(0)
+        hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+        metrics = self.epoch_figures(sums)
+        metrics.update(ap=average_precision(scores, hits, truth_count), recall=found / max(truth_count, 1),
+                       false_per_picture=false_faces / max(pictures, 1), faces=truth_count, pictures=pictures)
+        return metrics, {"detections": detections, "scores": scores, "hits": hits, "truth_count": truth_count}
+
+    def after_validation(self, epoch: int, metrics: dict) -> list[str]:
+        return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def describe(self, row: dict) -> str:
+        if "val_loss" not in row:
+            return ""
+        return (f"  val loss {row['val_loss']:.4g}  AP@0.5 {row['val_ap']:.3f}  recall {row['val_recall']:.3f}  "
+                f"false/picture {row['val_false_per_picture']:.3f}")

@@ -1,0 +1,114 @@
+"""The whole-picture test: face finder, face branch and landmarks on every annotated picture.
+
+Reported (metrics JSON and log):
+- found: the share of annotated faces some predicted face finds, a pair counting when its
+  points' NME_box is below 10 % (each prediction finds at most one face);
+- false faces per picture: predicted faces (with landmarks) that find no annotated face;
+- nme_box_found: NME_box (%) of the faces found;
+- detector_ap: box AP at IoU 0.5 of the face finder's candidates (its precision-recall curve
+  is the plot); detector_recall: the share of faces it proposes (IoU >= 0.5, operating point);
+- ms per picture (median): decoding, detector, landmarks (branch, refinement, merging);
+- crop_*: the landmark metrics of the same faces from their annotated boxes, which shows what
+  the face finder costs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.images import load_image
+from ..data.labels import Picture
+from ..metrics import (average_precision, box_normaliser, landmark_metrics, match_boxes, match_faces, nme,
+                       precision_recall)
+from .landmarker import Landmarker
+
+FOUND_NME = 0.10
+
+
+def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_threshold: float,
+                      progress: bool = False) -> tuple[dict, dict]:
+    """``marker``'s finder must propose candidates down to a low score (for the AP);
+    those scoring ``operating_threshold`` or more go on, as in use -> (metrics, curves)."""
+    times = {"decode": [], "detector": [], "landmarks": []}
+    scores, hits, proposed = [], [], 0
+    found_nmes, false_faces, faces_total = [], 0, 0
+    crop_pred, crop_truth, crop_rejected = [], [], 0
+    iterator = pictures
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(pictures, desc="pictures", unit="pic", leave=False, disable=None)
+    for picture in iterator:
+        start = time.perf_counter()
+        rgb = load_image(picture.image, 3)
+        decoded = time.perf_counter()
+        boxes, score = marker.find(rgb)
+        detected = time.perf_counter()
+        operating = score >= operating_threshold
+        faces = [f for f in marker.faces_at(rgb, boxes[operating], score[operating]) if f.is_face]
+        done = time.perf_counter()
+        times["decode"].append(decoded - start)
+        times["detector"].append(detected - decoded)
+        times["landmarks"].append(done - detected)
+        scores.append(score)
+        hits.append(match_boxes(boxes, score, picture.boxes))
+        proposed += int(match_boxes(boxes[operating], score[operating], picture.boxes).sum())
+        nmes, used = match_faces([f.points for f in faces], picture.points, FOUND_NME)
+        found_nmes.append(nmes)
+        false_faces += int((~used).sum())
+        faces_total += len(picture.boxes)
+        if len(picture.boxes):
+            on_truth = marker.landmarks(rgb, picture.boxes, verify=False)
+            crop_pred += [f.points for f in on_truth]
+            crop_truth += list(picture.points)
+            crop_rejected += sum(f.face_prob is not None and f.face_prob < marker.min_face_prob for f in on_truth)
+    nmes = np.concatenate(found_nmes) if found_nmes else np.zeros(0)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    hits = np.concatenate(hits) if hits else np.zeros(0, bool)
+    found = ~np.isnan(nmes)
+    metrics = {
+        "pictures": len(pictures), "faces": faces_total,
+        "found": float(found.mean()) if faces_total else float("nan"),
+        "false_per_picture": false_faces / max(len(pictures), 1),
+        "nme_box_found": float(nmes[found].mean() * 100) if found.any() else float("nan"),
+        "detector_ap": average_precision(scores, hits, faces_total),
+        "detector_recall": proposed / max(faces_total, 1),
+        "ms_decode": float(np.median(times["decode"]) * 1000),
+        "ms_detector": float(np.median(times["detector"]) * 1000),
+        "ms_landmarks": float(np.median(times["landmarks"]) * 1000),
+        "ms_picture": float(np.median(np.add(times["detector"], times["landmarks"])) * 1000),
+    }
+    if crop_truth:
+        pred, truth = np.array(crop_pred), np.array(crop_truth)
+        crop = landmark_metrics(pred, truth, marker.scheme.interocular)
+        metrics.update({f"crop_{k}": v for k, v in crop.items() if k != "faces"})
+        metrics["crop_found"] = float((nme(pred, truth, box_normaliser(truth)) < FOUND_NME).mean())
+        metrics["crop_rejected"] = crop_rejected / len(crop_truth)
+    precision, recall = precision_recall(scores, hits, faces_total)
+    operating_recall = metrics["detector_recall"]
+    return metrics, {"precision": precision, "recall": recall, "operating_recall": operating_recall}
+
+
+def plot_precision_recall(curves: dict, out_png: Path, title: str) -> Path:
+    """The face finder's precision against recall (IoU 0.5), one line per named curve."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=100)
+    for name, curve in curves.items():
+        ax.plot(curve["recall"], curve["precision"], label=name)
+    ax.set_xlabel("recall (IoU 0.5)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title(title)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,126 @@
+"""The face finder: box codec, NMS and matching, whole-picture metrics, training, predict's edge cases."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from landmarks.checkpoint import load_model
+from landmarks.codecs import CentreBoxes
+from landmarks.detector import main
+from landmarks.inference.faces import NetFinder
+from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
+from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
+
+from conftest import run_main
+
+
+def test_box_codec_round_trips_and_its_loss_is_small_at_the_target():
+    codec = CentreBoxes(stride=4)
+    boxes = [np.array([[10.3, 20.7, 50.1, 71.9], [100.0, 100.0, 120.0, 126.0]]), np.zeros((0, 4))]
+    target = codec.encode(boxes, 40, 48)
+    assert target["mask"].sum() == 2 and target["heat"].max() == 1.0 and target["heat"][1].max() == 0
+    raw = {"heat": torch.logit(target["heat"].clamp(1e-4, 1 - 1e-4)), "size": target["size"],
+           "offset": target["offset"]}
+    (found, scores), (none, _) = codec.decode(raw, threshold=0.5)
+    order = torch.argsort(found[:, 0])
+    torch.testing.assert_close(found[order], torch.tensor(boxes[0], dtype=torch.float32), atol=1e-4, rtol=0)
+    assert len(none) == 0 and (scores > 0.99).all()
+    total, heat, size, offset = codec.loss(raw, target)
+    assert float(size) == 0 and float(offset) == 0
+    worse = codec.loss({**raw, "size": raw["size"] + 0.5}, target)[0]
+    assert float(worse) > float(total)
+
+
+def test_decoding_keeps_one_box_per_face_where_peaks_overlap():
+    codec = CentreBoxes(stride=4)
+    heat = torch.full((1, 1, 20, 20), -9.0)
+    heat[0, 0, 5, 5], heat[0, 0, 5, 7] = 3.0, 2.0  # two peaks 2 cells apart, same big box: one face
+    size = torch.full((1, 2, 20, 20), float(np.log(10.0)))
+    boxes, scores = codec.decode({"heat": heat, "size": size, "offset": torch.zeros(1, 2, 20, 20)}, 0.3)[0]
+    assert len(boxes) == 1 and float(scores[0]) == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
+
+
+def test_match_boxes_is_greedy_by_score_and_takes_each_true_box_once():
+    truth = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 21, 30, 31], [50, 50, 60, 60]])
+    hits = match_boxes(boxes, [0.5, 0.9, 0.8, 0.7], truth)
+    assert hits.tolist() == [False, True, True, False]  # the higher-scored duplicate takes the face
+    precision, recall = precision_recall([0.5, 0.9, 0.8, 0.7], hits, 2)
+    np.testing.assert_allclose(recall, [0.5, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(precision, [1.0, 1.0, 2 / 3, 0.5])
+    assert average_precision([0.5, 0.9, 0.8, 0.7], hits, 2) == pytest.approx(1.0)
+    assert average_precision([0.9, 0.5], [False, True], 2) == pytest.approx(0.25)
+
+
+def test_match_faces_counts_a_face_found_below_ten_percent_nme_box():
+    truth = np.zeros((2, 21, 2))
+    truth[0] = np.random.default_rng(0).uniform(0, 100, (21, 2))
+    truth[1] = truth[0] + 300
+    size = np.sqrt(np.prod(truth[0].max(0) - truth[0].min(0)))
+    close = truth[0] + [0.05 * size, 0]  # NME_box 5 %
+    far = truth[1] + [0.2 * size, 0]  # 20 %: not found
+    nmes, used = match_faces([far, close, close + 1e-3], truth)
+    assert nmes[0] == pytest.approx(0.05) and np.isnan(nmes[1])
+    assert used.tolist() == [False, True, False]  # the second copy finds nothing: a false face
+
+
+def test_merging_duplicates_keeps_the_likelier_face():
+    points = np.zeros((21, 2))
+    faces = [Face(np.array([0, 0, 10, 10.0]), np.zeros(4), points, 0.6, 0.9),
+             Face(np.array([1, 1, 11, 11.0]), np.zeros(4), points, 0.99, 0.9),
+             Face(np.array([40, 40, 50, 50.0]), np.zeros(4), points, 0.7, 0.5),
+             Face(np.array([0, 0, 10, 10.0]), np.zeros(4), None, 0.01, 0.9)]
+    kept = merge_duplicates(faces)
+    assert [f.face_prob for f in kept] == [0.99, 0.7, 0.01]  # the finder's order, rejected faces last
+
+
+def test_a_tiny_detector_run_lowers_its_loss_and_predicts_boxes(sample_lists, tmp_path, capsys):
+    from conftest import REPO
+    assert main(["--phase", "train", "--config", str(REPO / "configs" / "faces.toml"), "--list-dir", str(sample_lists),
+                 "--runs-dir", str(tmp_path / "runs"), "--run-name", "faces", "--epochs", "6", "--batch-size", "8",
+                 "--input-size", "192", "--lr", "0.005", "--quiet", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "faces" / "history.csv")))
+    assert float(rows[-1]["train_loss"]) < 0.7 * float(rows[0]["train_loss"])
+    assert {"val_ap", "val_recall", "val_false_per_picture"} <= set(rows[0])
+    loaded = load_model(tmp_path / "runs" / "faces" / "last.pt", expect_task="faces")
+    boxes, scores = NetFinder(loaded, threshold=0.0)(np.zeros((90, 120, 3), np.uint8))
+    assert boxes.shape[1] == 4 and len(boxes) == len(scores) and len(boxes) <= 50
+    # A detector where a landmark model is expected (and the reverse) is refused, saying what it is.
+    code, err = run_main(["--phase", "test", "--model", str(tmp_path / "runs" / "faces" / "last.pt"),
+                          "--test-list", str(sample_lists / "test.txt")], capsys)
+    assert code == 2 and "is a face detector, but a landmark model was expected" in err
+    code, err = run_main(["--phase", "predict", "--image", str(sample_lists / "verify.png"), "--detector", "stage1"],
+                         capsys)
+    assert code == 2 and "is a landmark model, but a face detector was expected" in err
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.full((60, 80), 128, np.uint8),  # grey
+    lambda: np.dstack([np.full((60, 80, 3), 90, np.uint8), np.full((60, 80), 255, np.uint8)]),  # 4 channels
+    lambda: np.zeros((1, 1, 3), np.uint8),  # one pixel
+    lambda: np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8),  # huge
+])
+def test_predict_takes_odd_pictures_without_failing(make, tmp_path, capsys):
+    path = tmp_path / "odd.png"
+    cv2.imwrite(str(path), make())
+    code = main(["--phase", "predict", "--image", str(path), "--json", "--out", str(tmp_path / "o.png")])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["image"] == str(path) and isinstance(result["faces"], list)
+
+
+def test_the_api_takes_arrays_and_paths_alike(sample_dir):
+    marker = Landmarker("stage2", detector="haar")
+    image = sample_dir / "I" / "000421.jpg"
+    from landmarks.data.images import load_image
+    by_path, by_array = marker.detect(image), marker.detect(load_image(image, 3))
+    assert len(by_path) == len(by_array) >= 2
+    for a, b in zip(by_path, by_array):
+        np.testing.assert_allclose(a.points, b.points)
+    gray = marker.detect(load_image(image, 1)[:, :, 0])  # a 2-D gray array works too
+    assert len(gray) >= 1 and all(f.points.shape == (21, 2) for f in gray)
+    assert set(marker.timings) == {"detector_ms", "landmarks_ms"}
