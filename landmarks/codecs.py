@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import nms
 
 CODECS: dict[str, type["Codec"]] = {}
 
@@ -215,7 +216,6 @@ class CentreBoxes:
     def decode(self, raw: dict, threshold: float = 0.3, top_k: int = 50, nms_iou: float = 0.5) -> list:
         """Raw outputs -> per image (boxes [N, 4] in input pixels, scores [N]): local maxima of the
         heat map above ``threshold``, at most ``top_k``, overlaps removed by torchvision's NMS."""
-        from torchvision.ops import nms
         heat = torch.sigmoid(raw["heat"].float())
         peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
         b, _, h, w = heat.shape

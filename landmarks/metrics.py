@@ -6,6 +6,8 @@ All errors are in pixels of the original image.
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 
 def mean_point_error(pred, truth) -> np.ndarray:
@@ -82,8 +84,6 @@ def landmark_metrics(pred, truth, interocular: tuple[int, int], threshold: float
 def match_boxes(boxes, scores, truth, iou_threshold: float = 0.5) -> np.ndarray:
     """Greedy matching by score, as PASCAL VOC does: boxes [N, 4] with scores [N] against true
     boxes [M, 4] -> [N] bool, True where a box takes a true box not yet taken with IoU >= threshold."""
-    import torch
-    from torchvision.ops import box_iou
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
     hits = np.zeros(len(boxes), bool)

@@ -124,3 +124,19 @@ def test_the_api_takes_arrays_and_paths_alike(sample_dir):
     gray = marker.detect(load_image(image, 1)[:, :, 0])  # a 2-D gray array works too
     assert len(gray) >= 1 and all(f.points.shape == (21, 2) for f in gray)
     assert set(marker.timings) == {"detector_ms", "landmarks_ms"}
+
+
+def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path):
+    """A folder with picture lists only (as packed for another machine) is not rebuilt from --data-dir."""
+    from landmarks.data import build_lists
+    build_lists(sample_dir, tmp_path / "full", test_ratio=0.3, seed=0)
+    only = tmp_path / "pictures"
+    only.mkdir()
+    lines = (tmp_path / "full" / "train_pictures.txt").read_text().splitlines()[:5]
+    (only / "train_pictures.txt").write_text("".join(f"../full/{line}\n" for line in lines))
+    from conftest import REPO
+    code = main(["--phase", "train", "--config", str(REPO / "configs" / "faces.toml"), "--list-dir", str(only),
+                 "--runs-dir", str(tmp_path / "runs"), "--run-name", "d", "--epochs", "1", "--input-size", "128",
+                 "--quiet", "--device", "cpu"])
+    assert code == 0 and not (only / "train.txt").exists()
+    assert len((only / "train_pictures.txt").read_text().splitlines()) == 5  # not overwritten

@@ -91,11 +91,21 @@ def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int
 
 def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: float,
                       count: int) -> list[tuple[np.ndarray, str]]:
-    """A face finder's boxes on ``image`` that overlap no face (IoU < ``max_iou``), best first."""
+    """A face finder's boxes on ``image`` that are not on a face, best first: IoU below ``max_iou``
+    with every face, no face's centre inside, and not centred inside a face (a box twice a
+    face's size around it overlaps it little, yet shows the face)."""
     from .images import load_image
     boxes, scores = finder(load_image(image, 3))
+    centres = (face_boxes[:, :2] + face_boxes[:, 2:]) / 2
+
+    def on_a_face(box) -> bool:
+        own = (box[:2] + box[2:]) / 2
+        holds = ((centres >= box[:2]) & (centres <= box[2:])).all(1).any()
+        inside = ((own >= face_boxes[:, :2]) & (own <= face_boxes[:, 2:])).all(1).any()
+        return bool(holds or inside or iou(box, face_boxes).max() >= max_iou)
+
     mistakes = [(box, "detector") for box, _ in sorted(zip(boxes, scores), key=lambda item: -item[1])
-                if iou(box, face_boxes).max() < max_iou and box[2] > box[0] + 4 and box[3] > box[1] + 4]
+                if not on_a_face(box) and box[2] > box[0] + 4 and box[3] > box[1] + 4]
     return mistakes[:count]
 
 
