@@ -1,4 +1,5 @@
-"""Pack the crops of folders of lists into small pictures, for training on another machine.
+"""Pack the crops of folders of lists into small pictures, for training on another machine;
+with ``--pictures``, pack the picture lists (whole pictures, shrunk) instead.
 
 Each list line's crop box, with the augmentation margin around it, is cut from its picture,
 resized to ``--side`` pixels and saved as a JPEG (once, however many lists name it); the
@@ -6,6 +7,7 @@ packed lists hold the same faces, points and attributes relative to these pictur
 lists.json comes along. The course data's 152 MB of pictures pack into about 25 MB.
 
     python scripts/pack_crops.py lists/split lists/all --out packed
+    python scripts/pack_crops.py lists/tune --pictures --out packed-pictures
 """
 
 from __future__ import annotations
@@ -49,16 +51,46 @@ def pack(list_path: Path, out_dir: Path, crops: Path, side: int, quality: int) -
     return len(packed)
 
 
+def pack_pictures(list_path: Path, out_dir: Path, pictures_dir: Path, side: int, quality: int) -> int:
+    """A picture list's pictures shrunk to ``side`` (longer side), boxes and points scaled with them."""
+    from landmarks.data.images import image_size
+    from landmarks.data.labels import Picture, read_picture_list, write_picture_list
+    from landmarks.data.pictures import decode_shrunk
+    pictures, _ = read_picture_list(list_path)
+    pictures_dir.mkdir(parents=True, exist_ok=True)
+    packed = []
+    for picture in pictures:
+        small = decode_shrunk(picture.image, side)
+        scale = small.shape[1] / image_size(picture.image)[0]
+        key = hashlib.sha1(str(Path(picture.image).resolve()).encode()).hexdigest()[:16]
+        name = pictures_dir / f"{key}.jpg"
+        if not name.is_file():
+            cv2.imwrite(str(name), small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        packed.append(Picture(name, picture.boxes * scale, picture.points * scale))
+    write_picture_list(out_dir / list_path.name, packed)
+    return len(packed)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("list_dirs", type=Path, nargs="+", help="folders of lists (train.txt, test.txt, ... and lists.json)")
     parser.add_argument("--out", type=Path, required=True, help="where the packed folders and their crops go")
     parser.add_argument("--side", type=int, default=140, help="packed crop side in pixels; 140, the cached crop of a 112 net with its augmentation margin, keeps crops as they are (default: %(default)s)")
+    parser.add_argument("--pictures", action="store_true",
+                        help="pack the picture lists (*_pictures.txt) instead, longer side --picture-side")
+    parser.add_argument("--picture-side", type=int, default=512, help="(default: %(default)s)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default: %(default)s)")
     args = parser.parse_args(argv)
     for list_dir in args.list_dirs:
         out_dir = args.out / list_dir.name
         out_dir.mkdir(parents=True, exist_ok=True)
+        if args.pictures:
+            for name in ("train_pictures.txt", "val_pictures.txt", "test_pictures.txt"):
+                path = list_dir / name
+                if path.is_file() and path.read_text().strip():
+                    count = pack_pictures(path, out_dir, args.out / "pictures", args.picture_side, args.quality)
+                    print(f"{path}: {count} pictures")
+            continue
         for name in ("train.txt", "val.txt", "test.txt"):
             path = list_dir / name
             if path.is_file() and path.read_text().strip():
