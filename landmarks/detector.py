@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = p.add_argument_group("predict and export")
     q.add_argument("--image", type=Path, help="picture or folder of pictures to predict on")
+    q.add_argument("--video", type=Path, help="video file to predict on: faces are tracked frame to frame")
+    q.add_argument("--camera", type=int, metavar="N", help="camera N (0 for the first): a window where OpenCV has "
+                   "one, else annotated frames to --out; stop with q or Ctrl-C")
     q.add_argument("--box", help="face box x1,y1,x2,y2 (default: find the faces)")
     q.add_argument("--detector", default="default",
                    help="face finder: a detector checkpoint or shipped name, or haar for OpenCV's cascade "
@@ -91,11 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score from which a candidate goes on to the landmark model (default: the detector's, 0.3)")
     q.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="look at each face again, cropped from the box its points give (default: on)")
-    q.add_argument("--out", type=Path, help="predict: picture or folder to write (default: predictions/); "
-                   "export: the file to write")
+    q.add_argument("--out", type=Path, help="predict: picture or folder (video: .mp4 file) to write (default: "
+                   "predictions/); export: the file to write")
     q.add_argument("--json", action="store_true",
                    help="print one JSON object per picture on stdout, and nothing else there (default: text)")
     q.add_argument("--json-out", type=Path, help="also write the JSON objects to this JSON lines file (default: none)")
+    q.add_argument("--align-out", type=Path, metavar="DIR",
+                   help="write each face's aligned crop (eye centres, nose tip, mouth corners at fixed places) "
+                        "here (default: none)")
+    q.add_argument("--align-size", type=int, default=112, help="side of the aligned crops in pixels (default: 112)")
+    v = p.add_argument_group("video and camera")
+    v.add_argument("--detect-every", type=int, default=10,
+                   help="run the face finder every this many frames for new faces; it also runs when a face is "
+                        "lost (default: 10)")
+    v.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                   help="smooth each face's points over time with the One Euro filter (default: on)")
+    v.add_argument("--min-cutoff", type=float, default=1.0,
+                   help="One Euro filter cut-off at rest, Hz: lower is steadier (default: 1.0)")
+    v.add_argument("--beta", type=float, default=0.5,
+                   help="One Euro filter speed coefficient: higher lags less on fast moves (default: 0.5)")
     q.add_argument("--min-face-prob", type=float, default=None,
                    help="models with a face branch: drop crops it scores below this, in predict and in "
                         "--predictions-out (default: the model's face_threshold, 0.5)")
@@ -116,9 +133,15 @@ def list_paths(args) -> tuple[Path, Path]:
     return (args.train_list or args.list_dir / "train.txt", args.test_list or args.list_dir / "test.txt")
 
 
-def ensure_lists(args, seed: int, ranks: Distributed | None = None) -> tuple[Path, Path]:
-    """Build the lists from --data-dir when they are missing (rank 0 only; the others wait)."""
-    train_list, test_list = list_paths(args)
+def picture_list_paths(args) -> tuple[Path, Path]:
+    return (args.train_list or args.list_dir / "train_pictures.txt",
+            args.test_list or args.list_dir / "test_pictures.txt")
+
+
+def ensure_lists(args, seed: int, ranks: Distributed | None = None, pictures: bool = False) -> tuple[Path, Path]:
+    """The train and test lists (``pictures``: the picture lists), built from --data-dir when the
+    list folder has none (rank 0 only; the others wait)."""
+    train_list, test_list = picture_list_paths(args) if pictures else list_paths(args)
     ranks = ranks or Distributed()
     if ranks.world_size > 1 and not ranks.main:
         torch.distributed.barrier()
@@ -311,9 +334,7 @@ def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distribu
     from .data.pictures import PictureAugment, PictureDataset
     from .train.tasks import FaceTask
 
-    ensure_lists(args, config.seed, ranks)
-    train_path = args.train_list or args.list_dir / "train_pictures.txt"
-    test_path = args.test_list or args.list_dir / "test_pictures.txt"
+    train_path, test_path = ensure_lists(args, config.seed, ranks, pictures=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, report = read_picture_list(train_path, strict=args.strict)
     train_set = PictureDataset(pictures, size=config.input_size, augment=PictureAugment(), strict=args.strict,
@@ -434,45 +455,20 @@ def write_predictions(path: Path, dataset: FaceLandmarksDataset, predictions: di
 
 
 def phase_predict(args) -> int:
-    from .inference.landmarker import Landmarker, as_image
-    from .inference.predict import (draw_faces, faces_as_json, faces_as_text, image_inputs, parse_box,
-                                    write_picture)
+    from .inference.landmarker import Landmarker
+    from .inference.predict import predict_pictures, predict_video
 
-    if args.image is None:
-        raise UsageError("--phase predict needs --image PICTURE_OR_FOLDER")
-    box = parse_box(args.box) if args.box else None
-    marker = Landmarker(args.model, detector=None if box is not None else args.detector,
+    sources = [x is not None for x in (args.image, args.video, args.camera)]
+    if sum(sources) != 1:
+        raise UsageError("--phase predict needs one of --image PICTURE_OR_FOLDER, --video FILE, --camera N")
+    marker = Landmarker(args.model, detector=None if args.box else args.detector,
                         detector_threshold=args.detector_threshold, refine=args.refine, test_flip=args.test_flip,
                         min_face_prob=args.min_face_prob, backend=args.backend)
-    images = image_inputs(args.image)
-    folder_out = args.image.is_dir() or (args.out is not None and args.out.suffix == "")
-    out_base = args.out or Path("predictions")
-    json_out = None
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out = open(args.json_out, "w")
-    try:
-        for image_path in images:
-            out_path = out_base / f"{image_path.stem}_landmarks.png" if folder_out or args.out is None else out_base
-            try:
-                rgb = as_image(image_path)
-                faces = marker.landmarks(rgb, box[None]) if box is not None else marker.detect(rgb)
-            except DataError as error:
-                if len(images) == 1:
-                    raise
-                print(f"error: {error}", file=sys.stderr)
-                continue
-            write_picture(out_path, draw_faces(rgb, faces, marker.scheme.lines))
-            record = faces_as_json(image_path, out_path, faces)
-            if json_out:
-                json_out.write(record + "\n")
-            print(record if args.json else faces_as_text(image_path, out_path, faces))
-            if not faces:
-                print(f"note: no face found in {image_path}; pass --box x1,y1,x2,y2 to give one", file=sys.stderr)
-    finally:
-        if json_out:
-            json_out.close()
-    return 0
+    if args.image is not None:
+        return predict_pictures(args, marker)
+    if args.box:
+        raise UsageError("--box is for pictures; in a video the faces are found and tracked")
+    return predict_video(args, marker)
 
 
 def phase_export(args) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 
 def expand_box(box, ratio: float = 0.25) -> np.ndarray:
@@ -66,8 +68,6 @@ def from_crop(points, region, size) -> np.ndarray:
 
 def iou(box, boxes) -> np.ndarray:
     """Intersection over union of one ``[4]`` box with ``[N, 4]`` boxes -> ``[N]`` (torchvision's box_iou)."""
-    import torch
-    from torchvision.ops import box_iou
     box = torch.as_tensor(np.asarray(box, dtype=np.float64).reshape(1, 4))
     boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
     return box_iou(box, boxes)[0].numpy()
@@ -82,3 +82,21 @@ def flip_points(points, width: float, permutation) -> np.ndarray:
     mirrored = points.copy()
     mirrored[..., 0] = width - mirrored[..., 0]
     return mirrored[..., list(permutation), :]
+
+
+def similarity_transform(source, target) -> np.ndarray:
+    """The least-squares similarity (rotation, uniform scale, shift) mapping [N, 2] ``source``
+    points onto ``target`` (Umeyama's method) -> [2, 3] matrix acting on (x, y, 1)."""
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    s, t = source - mu_s, target - mu_t
+    covariance = t.T @ s / len(source)
+    u, d, vt = np.linalg.svd(covariance)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # a reflection: not a similarity
+        sign[1, 1] = -1
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(d) @ sign) / max((s ** 2).sum() / len(source), 1e-12)
+    shift = mu_t - scale * rotation @ mu_s
+    return np.hstack([scale * rotation, shift[:, None]])

@@ -30,6 +30,8 @@ class Scheme:
     face_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     # Other scheme's name -> for each point of this one, the points of that scheme it is the mean of.
     derive: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    # A 3D mean face of the points (x right, y down, z away from the camera), for head pose.
+    mean_face_3d: tuple[tuple[float, float, float], ...] = ()
     description: str = ""
 
     @property
@@ -47,6 +49,7 @@ class Scheme:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["derive"] = {k: [list(v) for v in rows] for k, rows in self.derive.items()}
+        data["mean_face_3d"] = [list(p) for p in self.mean_face_3d]
         return data
 
     def face_boxes(self, points) -> np.ndarray:
@@ -89,6 +92,7 @@ def scheme_from_dict(data: dict, where: str = "scheme") -> Scheme:
             face_box=tuple(float(v) for v in data.get("face_box", (0.0, 0.0, 1.0, 1.0))),
             derive={str(k): tuple(tuple(int(v) for v in group) for group in rows)
                     for k, rows in data.get("derive", {}).items()},
+            mean_face_3d=tuple(tuple(float(v) for v in point) for point in data.get("mean_face_3d", ())),
             description=str(data.get("description", "")),
         )
     except (TypeError, ValueError) as error:
@@ -124,6 +128,8 @@ def check_scheme(scheme: Scheme, where: str) -> None:
             check_index(v, "lines")
     if len(scheme.face_box) != 4 or scheme.face_box[2] <= scheme.face_box[0] or scheme.face_box[3] <= scheme.face_box[1]:
         raise DataError(f"{where}: face_box takes x1, y1, x2, y2 with x2 > x1 and y2 > y1")
+    if scheme.mean_face_3d and (len(scheme.mean_face_3d) != k or any(len(p) != 3 for p in scheme.mean_face_3d)):
+        raise DataError(f"{where}: mean_face_3d takes one [x, y, z] per point ({k})")
     for source, rows in scheme.derive.items():
         if len(rows) != k:
             raise DataError(f"{where}: derive.{source} has {len(rows)} rows, the scheme has {k} points")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.ops import nms
 
 from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
@@ -89,6 +90,8 @@ class Landmarker:
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
             self.model = loaded.spec.inference_model(loaded.net, test_flip).to(self.device)
+            # The first look only places the second one: no flip averaging there (half the work).
+            self.first_look = loaded.spec.inference_model(loaded.net, False).to(self.device)
             self.session = None
         else:
             raise UsageError(f"backend must be torch or onnxruntime, got {backend!r}")
@@ -103,13 +106,14 @@ class Landmarker:
     def classify(self) -> bool:
         return self.config.classify
 
-    def run(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, batch: torch.Tensor, first_look: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """[B, C, S, S] net input -> (points [B, K, 2] as shares of the crop, face prob [B] or None)."""
         if self.session is not None:
             outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy()})
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        model = self.first_look if first_look else self.model
         with torch.no_grad():
-            points, prob = split_inference(self.model(batch.to(self.device)))
+            points, prob = split_inference(model(batch.to(self.device)))
         return points.cpu().numpy(), None if prob is None else prob.cpu().numpy()
 
     def crops(self, image: np.ndarray, crop_boxes: np.ndarray) -> torch.Tensor:
@@ -118,9 +122,10 @@ class Landmarker:
         batch = normalize_images(torch.from_numpy(crops).float(), self.config.normalize)
         return batch.contiguous(memory_format=torch.channels_last) if self.session is None else batch
 
-    def landmarks(self, image, face_boxes, scores=None, verify: bool = True) -> list[Face]:
+    def landmarks(self, image, face_boxes, scores=None, verify: bool = True, first_look: bool = False) -> list[Face]:
         """Landmarks for given face boxes [N, 4] on an image (path or array), one Face per box;
-        with a face branch (and ``verify``), a crop it calls no face gets no points."""
+        with a face branch (and ``verify``), a crop it calls no face gets no points.
+        ``first_look``: a quick look (no flip averaging) that only places a second one."""
         rgb = as_image(image)
         pixels = to_channels(rgb, self.config.channels)
         face_boxes = np.asarray(face_boxes, dtype=np.float64).reshape(-1, 4)
@@ -131,7 +136,7 @@ class Landmarker:
         prob = np.zeros(len(boxes)) if self.classify else None
         if usable.any():
             s = self.config.input_size
-            shares, found_prob = self.run(self.crops(pixels, boxes[usable]))
+            shares, found_prob = self.run(self.crops(pixels, boxes[usable]), first_look)
             points[usable] = from_crop(shares * s, boxes[usable], (s, s))
             if prob is not None:
                 prob[usable] = found_prob
@@ -150,22 +155,22 @@ class Landmarker:
         return self.finder(as_image(image))
 
     def faces_at(self, image, boxes, scores=None) -> list[Face]:
-        """Faces at candidate boxes: landmarks, checked by the face branch, looked at again from
-        the box their points give (``refine``), duplicates merged (torchvision's NMS)."""
-        rgb = as_image(image)
-        faces = self.landmarks(rgb, boxes, scores)
-        if self.refine:
-            faces = self.refined(rgb, faces)
-        return merge_duplicates(faces)
+        """Faces at candidate boxes: landmarks, looked at again from the box their points give
+        (``refine``), checked by the face branch on that look, duplicates merged (torchvision's NMS).
 
-    def refined(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Each face cropped again from the box its points give, as the scheme frames faces."""
-        kept = [f for f in faces if f.is_face]
-        if not kept:
-            return faces
-        boxes = self.scheme.face_boxes(np.stack([f.points for f in kept]))
-        again = self.landmarks(rgb, boxes, [f.score for f in kept])
-        return again + [f for f in faces if not f.is_face]
+        The branch judges the second look: a finder's box can sit off the face, and an off-centre
+        crop is what the branch learned to call a partial face; the box from the points is framed
+        like its training crops."""
+        rgb = as_image(image)
+        if not self.refine:
+            return merge_duplicates(self.landmarks(rgb, boxes, scores))
+        first = self.landmarks(rgb, boxes, scores, verify=False, first_look=True)
+        looked = [f for f in first if f.points is not None]
+        if not looked:
+            return first
+        again = self.landmarks(rgb, self.scheme.face_boxes(np.stack([f.points for f in looked])),
+                               [f.score for f in looked])
+        return merge_duplicates(again)
 
     def detect(self, image) -> list[Face]:
         """Find faces in a picture (path or RGB array) and their landmarks."""
@@ -179,11 +184,31 @@ class Landmarker:
 
     __call__ = detect
 
+    def pose(self, face: Face, image_size: tuple[int, int]) -> dict:
+        """Head pose of a face in a picture of ``image_size`` (width, height): yaw, pitch and roll in
+        degrees (signs in landmarks.inference.pose)."""
+        from .pose import head_pose
+        yaw, pitch, roll = head_pose(face.points, self.scheme, image_size)
+        return {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)}
+
+    def align(self, image, face: Face, size: int = 112) -> np.ndarray:
+        """The face's aligned ``size`` x ``size`` RGB crop: eye centres, nose tip and mouth corners
+        moved by a similarity transform to where face recognisers expect them."""
+        from .align import align_face
+        return align_face(as_image(image), face.points, self.scheme, size)
+
+    def track(self, frames, detect_every: int = 10, smoothing=None):
+        """Faces of each frame of an iterable of (time in seconds, RGB frame), with ids that follow
+        each face; ``smoothing`` (OneEuroSettings) defaults to the One Euro filter's settings."""
+        from .smoothing import OneEuroSettings
+        from .track import Tracker
+        tracker = Tracker(self, detect_every, OneEuroSettings() if smoothing is None else smoothing or None)
+        return tracker.run(frames)
+
 
 def merge_duplicates(faces: list[Face], iou: float = 0.4) -> list[Face]:
     """Of faces whose boxes overlap by ``iou`` or more, keep the most likely (face probability,
     else the finder's score); faces the branch rejected stay, for drawing."""
-    from torchvision.ops import nms
     kept = [f for f in faces if f.is_face]
     if len(kept) < 2:
         return faces
