@@ -37,10 +37,14 @@ def save_checkpoint(path, model: torch.nn.Module, spec: ModelSpec, **state) -> N
         torch.save(payload_of(model, spec, **state), handle)
 
 
-def checkpoint_bytes(model: torch.nn.Module, spec: ModelSpec) -> bytes:
-    """A weights-only checkpoint, for shipping: no optimizer state."""
+def checkpoint_bytes(model: torch.nn.Module, spec: ModelSpec, half: bool = False) -> bytes:
+    """A weights-only checkpoint, for shipping: no optimizer state. ``half`` stores float
+    weights as float16 (half the file); loading casts them back to the net's float32."""
+    payload = payload_of(model, spec)
+    if half:
+        payload["model"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
     buffer = io.BytesIO()
-    torch.save(payload_of(model, spec), buffer)
+    torch.save(payload, buffer)
     return buffer.getvalue()
 
 

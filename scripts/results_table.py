@@ -40,8 +40,8 @@ ROWS = [
     ("heatmap", "heatmap target (28x28, soft-argmax), Wing", "--config configs/stage2_heatmap.toml", False),
     ("mobilenet", "compact MobileNetV2-style net, Wing", "--config configs/stage2_mobilenet.toml", False),
     ("resnet18", "ResNet-18 body from scratch, Wing", "--config configs/stage2_resnet18.toml", False),
-    ("stage2-split", "2x wide BN net + aug + Wing + cosine", "--config configs/stage2.toml --no-test-flip", False),
-    ("stage2-split", "**stage 2**: same, test-time flip averaging", "--config configs/stage2.toml", True),
+    ("stage2-split", "2x wide BN net + aug + Wing + cosine", "--config configs/stage2_regression.toml --no-test-flip", False),
+    ("stage2-split", "**stage 2**: same, test-time flip averaging", "--config configs/stage2_regression.toml", True),
 ]
 CED_RUNS = ["stage1-split", "stage1-aug", "bn-wing", "heatmap", "stage2-split +flip"]
 

@@ -1,6 +1,10 @@
 """Copy a run's checkpoint into the package as a shipped model (weights and config only).
 
     python scripts/ship_model.py runs/stage1-all/last.pt stage1
+    python scripts/ship_model.py runs/faces-tune/last.pt faces --input-size 384
+
+Training-only settings that name local files (the distillation teacher) are cleared, so a
+finetune from the shipped model does not look for them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from pathlib import Path
 
 from landmarks.checkpoint import checkpoint_bytes, load_model
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 5_000_000
 
 
 def main(argv=None) -> int:
@@ -20,15 +24,26 @@ def main(argv=None) -> int:
     parser.add_argument("name", help="shipped name, e.g. stage1")
     parser.add_argument("--test-flip", action="store_true",
                         help="ship with test-time flip averaging switched on (default: as trained)")
+    parser.add_argument("--full-precision", action="store_true",
+                        help="store float32 weights (default: float16, half the file; the nets run in float32)")
+    parser.add_argument("--input-size", type=int,
+                        help="face detector: the picture size it runs at, chosen on validation pictures "
+                             "(default: as trained)")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, expect_task=None)
     spec = loaded.spec
+    changes = {"teacher": ""}
     if args.test_flip:
-        spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, test_flip=True))
-    data = checkpoint_bytes(loaded.net, spec)
+        changes["test_flip"] = True
+    if args.input_size:
+        if spec.config.task != "faces":
+            raise SystemExit(f"{args.checkpoint}: --input-size is for face detectors; crop models keep their size")
+        changes["input_size"] = args.input_size
+    spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **changes))
+    data = checkpoint_bytes(loaded.net, spec, half=not args.full_precision)
     config = spec.config
     if len(data) > MAX_BYTES:
-        raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 10 MB limit for shipped models")
+        raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 5 MB limit for shipped models")
     out = Path(__file__).resolve().parents[1] / "landmarks" / "models" / f"{args.name}.pt"
     out.write_bytes(data)
     print(f"shipped {config.net} as {out} ({len(data) / 1e6:.2f} MB)")

@@ -26,4 +26,4 @@ train bn-wing-sgd --config configs/stage2_bn.toml --optimizer sgd --lr 0.01 --gr
 train bn-wing-adam-sgd --config configs/stage2_bn.toml --sgd-after 40 --grad-clip 10
 train heatmap --config configs/stage2_heatmap.toml
 train mobilenet --config configs/stage2_mobilenet.toml
-train stage2-split --config configs/stage2.toml
+train stage2-split --config configs/stage2_regression.toml

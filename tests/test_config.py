@@ -49,9 +49,13 @@ def test_a_preset_builds_on_its_base_and_cycles_are_refused(tmp_path):
 def test_shipped_presets_share_the_augmentation_block():
     from pathlib import Path
     configs = Path(__file__).resolve().parents[1] / "configs"
-    stage2 = load_config_file(configs / "stage2.toml")
+    stage2 = load_config_file(configs / "stage2_regression.toml")
     heatmap = load_config_file(configs / "stage2_heatmap.toml")
-    assert stage2.augment == heatmap.augment == load_config_file(configs / "augment.toml").augment
+    shared = load_config_file(configs / "augment.toml").augment
+    assert stage2.augment == heatmap.augment == shared
+    # A preset changes one augmentation setting and keeps the rest of its base's block.
+    simcc = load_config_file(configs / "stage2.toml")
+    assert simcc.augment.erase == 0.5 and simcc.augment.rotation == shared.rotation
     assert heatmap.net == "heatmap" and heatmap.loss == "wing"
     assert sum("[augment]" in p.read_text() for p in configs.glob("*.toml")) == 1
 
