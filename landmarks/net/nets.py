@@ -139,7 +139,7 @@ class Stage1Net(LandmarkNet):
         vector = self.ip2(self.ip1(torch.flatten(features, 1)))
         if self.codec == "regression":
             return self.ip3(vector)
-        per_point = self.ip3(vector).reshape(len(vector), self.num_points, self.SIMCC_FEATURES)
+        per_point = self.ip3(vector).reshape(-1, self.num_points, self.SIMCC_FEATURES)  # -1: traced exports keep any batch
         return {"x": self.bins_x(per_point), "y": self.bins_y(per_point)}
 
 
