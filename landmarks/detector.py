@@ -26,6 +26,7 @@ from .files import default_cache_dir
 from .inference.export import FORMATS, export_model
 from .net import count_parameters, freeze
 from .net import native
+from .inference.smoothing import OneEuroSettings
 from .spec import ModelSpec, resolve_scheme, spec_from_dict
 from .train import Distributed, LandmarkTask, fit, init_distributed, keep_freed_memory, resolve_device
 
@@ -109,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "lost (default: 10)")
     v.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="smooth each face's points over time with the One Euro filter (default: on)")
-    v.add_argument("--min-cutoff", type=float, default=1.0,
-                   help="One Euro filter cut-off at rest, Hz: lower is steadier (default: 1.0)")
-    v.add_argument("--beta", type=float, default=0.5,
-                   help="One Euro filter speed coefficient: higher lags less on fast moves (default: 0.5)")
+    v.add_argument("--min-cutoff", type=float, default=OneEuroSettings.min_cutoff,
+                   help="One Euro filter cut-off at rest, Hz: lower is steadier (default: %(default)s)")
+    v.add_argument("--beta", type=float, default=OneEuroSettings.beta,
+                   help="One Euro filter speed coefficient: higher lags less on fast moves (default: %(default)s)")
     q.add_argument("--min-face-prob", type=float, default=None,
                    help="models with a face branch: drop crops it scores below this, in predict and in "
                         "--predictions-out (default: the model's face_threshold, 0.5)")

@@ -120,7 +120,7 @@ def test_the_api_takes_arrays_and_paths_alike(sample_dir):
     by_path, by_array = marker.detect(image), marker.detect(load_image(image, 3))
     assert len(by_path) == len(by_array) >= 2
     for a, b in zip(by_path, by_array):
-        np.testing.assert_allclose(a.points, b.points)
+        np.testing.assert_allclose(a.points, b.points, atol=1e-3)  # px; threads may sum in another order
     gray = marker.detect(load_image(image, 1)[:, :, 0])  # a 2-D gray array works too
     assert len(gray) >= 1 and all(f.points.shape == (21, 2) for f in gray)
     assert set(marker.timings) == {"detector_ms", "landmarks_ms"}

@@ -15,7 +15,7 @@ import numpy as np
 @dataclass(frozen=True)
 class OneEuroSettings:
     min_cutoff: float = 1.0  # Hz: the cut-off at rest; lower = smoother still points
-    beta: float = 0.5  # how fast the cut-off rises with speed (per face size a second); higher = less lag
+    beta: float = 1.0  # how fast the cut-off rises with speed (per face size a second); higher = less lag
     derivative_cutoff: float = 1.0  # Hz, for the speed estimate
 
 
