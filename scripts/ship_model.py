@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int,
                         help="face detector: the picture size it runs at, chosen on validation pictures "
                              "(default: as trained)")
+    parser.add_argument("--face-threshold", type=float,
+                        help="the score from which a candidate (detector) or crop (face branch) counts as a face, "
+                             "chosen on validation data (default: as trained)")
     args = parser.parse_args(argv)
     loaded = load_model(args.checkpoint, expect_task=None)
     spec = loaded.spec
@@ -39,6 +42,8 @@ def main(argv=None) -> int:
         if spec.config.task != "faces":
             raise SystemExit(f"{args.checkpoint}: --input-size is for face detectors; crop models keep their size")
         changes["input_size"] = args.input_size
+    if args.face_threshold is not None:
+        changes["face_threshold"] = args.face_threshold
     spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **changes))
     data = checkpoint_bytes(loaded.net, spec, half=not args.full_precision)
     config = spec.config
