@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 run() { [ -f "runs/$2/last.pt" ] || $PY -m landmarks.detector --phase "$1" --quiet --run-name "${@:2}"; }
 run train stage2-split --config configs/stage2.toml --list-dir lists/split
 $PY scripts/ship_model.py runs/stage2-split/last.pt stage2
-run train faces-tune-a --config configs/faces.toml --list-dir lists/tune
+run train faces-tune-a --config configs/faces.toml --list-dir lists/tune --test-list lists/tune/val_pictures.txt
 [ -f lists/tune3d/train.txt ] || $PY -m landmarks.data --data-dir ../shared/course-data --out-dir lists/tune3d \
     --test-ratio 0.1 --val-ratio 0.1 --seed 0 --negatives 2 --detector-negatives runs/faces-tune-a/best.pt
 run finetune stage3-tune --model runs/stage2-split/last.pt --config configs/stage3.toml --list-dir lists/tune3d \
