@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--list-dir", type=Path, default=Path("lists"),
                    help="folder of train.txt and test.txt (default: lists)")
     d.add_argument("--train-list", type=Path, help="training list (default: <list-dir>/train.txt)")
-    d.add_argument("--test-list", type=Path, help="test/validation list (default: <list-dir>/test.txt)")
+    d.add_argument("--test-list", type=Path, help="test/validation list (default: <list-dir>/test.txt; training "
+                   "validates on <list-dir>/val.txt where the lists have one)")
     d.add_argument("--test-ratio", type=float, default=0.1,
                    help="share of images held out when lists are built here (default: 0.1)")
     d.add_argument("--strict", action="store_true", help="stop at the first bad line or image (default: skip and count)")
@@ -139,10 +140,17 @@ def picture_list_paths(args) -> tuple[Path, Path]:
             args.test_list or args.list_dir / "test_pictures.txt")
 
 
-def ensure_lists(args, seed: int, ranks: Distributed | None = None, pictures: bool = False) -> tuple[Path, Path]:
+def ensure_lists(args, seed: int, ranks: Distributed | None = None, pictures: bool = False,
+                 validation: bool = False) -> tuple[Path, Path]:
     """The train and test lists (``pictures``: the picture lists), built from --data-dir when the
-    list folder has none (rank 0 only; the others wait)."""
+    list folder has none (rank 0 only; the others wait). ``validation`` (training): where the
+    folder has a validation part (built with --val-ratio) and no --test-list is given, it is the
+    held-out list, so that a run's best.pt is not chosen on the test faces."""
     train_list, test_list = picture_list_paths(args) if pictures else list_paths(args)
+    val_list = args.list_dir / ("val_pictures.txt" if pictures else "val.txt")
+    if validation and args.test_list is None and val_list.is_file():
+        log.info("validating on %s, the lists' validation part (--test-list picks another)", val_list)
+        test_list = val_list
     ranks = ranks or Distributed()
     if ranks.world_size > 1 and not ranks.main:
         torch.distributed.barrier()
@@ -303,7 +311,7 @@ def phase_train(args, finetune: bool = False) -> int:
 
 def prepare_landmarks(args, config: Config, model_path: Path | None, ranks: Distributed):
     """Spec, net, task and datasets of a landmark run (``model_path``: finetune from it)."""
-    train_list, test_list = ensure_lists(args, config.seed, ranks)
+    train_list, test_list = ensure_lists(args, config.seed, ranks, validation=True)
     train_data = read_list(train_list, strict=args.strict)
     spec = training_spec(config, train_data)
     loaded = None
@@ -335,7 +343,7 @@ def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distribu
     from .data.pictures import PictureAugment, PictureDataset
     from .train.tasks import FaceTask
 
-    train_path, test_path = ensure_lists(args, config.seed, ranks, pictures=True)
+    train_path, test_path = ensure_lists(args, config.seed, ranks, pictures=True, validation=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, report = read_picture_list(train_path, strict=args.strict)
     train_set = PictureDataset(pictures, size=config.input_size, augment=PictureAugment(), strict=args.strict,

@@ -172,3 +172,20 @@ def test_an_unwritable_crop_cache_only_warns(tmp_path, caplog):
     dataset = FaceLandmarksDataset(entries, cache_dir=blocked / "cache")
     assert len(dataset) == 2
     assert "could not write the crop cache" in caplog.text
+
+
+def test_training_validates_on_the_lists_validation_part(sample_dir, tmp_path, caplog):
+    """best.pt must not be chosen on the test faces: lists built with --val-ratio validate on val.txt."""
+    import logging
+
+    from conftest import train_args
+    from landmarks.detector import main
+    summary = build_lists(sample_dir, tmp_path / "lists", test_ratio=0.2, val_ratio=0.2, seed=0)
+    val_lines = len((tmp_path / "lists" / "val.txt").read_text().splitlines())
+    test_lines = len((tmp_path / "lists" / "test.txt").read_text().splitlines())
+    assert val_lines and test_lines and val_lines != test_lines, summary
+    with caplog.at_level(logging.INFO, logger="landmarks"):
+        assert main(train_args(tmp_path / "lists", tmp_path, "v", "--epochs", "1")) == 0
+    assert f"validating on {tmp_path / 'lists' / 'val.txt'}" in caplog.text
+    assert f"{tmp_path / 'lists' / 'val.txt'}: {val_lines} crops" in caplog.text
+    assert "test.txt:" not in caplog.text
