@@ -11,26 +11,14 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 
+from bench_predict import timed  # this folder is on the path of a script it holds
 from landmarks.inference.faces import make_finder
-
-
-def median_ms(function, repeats: int) -> float:
-    for _ in range(3):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def proposal_net() -> nn.Module:
@@ -66,10 +54,10 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     pnet(x)
         print(f"MTCNN P-Net pyramid, smallest face {smallest:2d} px: {len(scales):2d} scales "
-              f"{median_ms(pyramid, args.repeats):7.1f} ms")
+              f"{1000 * timed(pyramid, args.repeats):7.1f} ms")
     finder = make_finder("default")
     print(f"single-shot detector ({getattr(finder, 'name', '?')}, input {getattr(finder, 'size', '?')}), whole: "
-          f"{median_ms(lambda: finder(image), args.repeats):7.1f} ms")
+          f"{1000 * timed(lambda: finder(image), args.repeats):7.1f} ms")
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from landmarks.data.images import load_image
+from landmarks.geometry import box_scale
 from landmarks.inference.clips import pan_frames, still_frames, write_clip
 from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.predict import draw_faces
@@ -33,11 +34,6 @@ from landmarks.inference.video import VideoWriter, open_video
 def track(marker, frames, fps, smoothing):
     tracker = Tracker(marker, detect_every=10, smoothing=smoothing)
     return [tracker.update(frame, i / fps)[0].points for i, frame in enumerate(frames)]
-
-
-def face_size(marker, points) -> float:
-    box = marker.scheme.face_boxes(points)
-    return float(np.sqrt((box[2] - box[0]) * (box[3] - box[1])))
 
 
 def main(argv=None) -> int:
@@ -58,7 +54,7 @@ def main(argv=None) -> int:
 
     still = still_frames(image, args.frames)
     raw, smooth = (np.array(track(marker, still, args.fps, s)) for s in (None, smoothing))
-    size = face_size(marker, raw[0])
+    size = box_scale(marker.scheme.face_boxes(raw[0]))  # as the tracker scales its filter
 
     def jitter(points):
         return float(np.linalg.norm(np.diff(points[10:], axis=0), axis=-1).mean() / size * 100)

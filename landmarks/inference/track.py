@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..geometry import crop_box, iou
+from ..geometry import box_scale, crop_box, iou
 from .landmarker import Face, Landmarker, as_image
 from .smoothing import OneEuroFilter, OneEuroSettings
 
@@ -60,11 +60,9 @@ class Tracker:
         faces = []
         height, width = rgb.shape[:2]
         for track in self.tracks:
-            box = scheme.face_boxes(track.points)
             points = track.points
             if track.filter is not None:
-                size = float(np.sqrt(np.prod(np.maximum(box[2:] - box[:2], 1.0))))
-                points = track.filter(track.points, time, scale=size)
+                points = track.filter(track.points, time, scale=box_scale(scheme.face_boxes(track.points)))
             face_box = scheme.face_boxes(points)
             faces.append(Face(face_box, crop_box(face_box, width, height, self.marker.config.crop_expand), points,
                               track.face_prob, id=track.id))

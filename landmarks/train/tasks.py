@@ -53,6 +53,18 @@ def accuracies(counts: dict) -> dict:
             "acc_nonface": counts["nonface_correct"] / counts["nonfaces"] if counts["nonfaces"] else float("nan")}
 
 
+def evaluation_steps(task, net, dataset, device, batch_size: int, max_steps: int, sums: dict):
+    """``task.step`` over ``dataset`` in batches (at most ``max_steps``, 0: all), its loss sums
+    added into ``sums``; yields (batch, StepOutput)."""
+    for step, batch in enumerate(dataset.batches(batch_size)):
+        if max_steps and step >= max_steps:
+            break
+        out = task.step(net, batch, device)
+        for key, value in out.sums.items():
+            sums[key] = sums.get(key, 0.0) + value
+        yield batch, out
+
+
 class LandmarkTask:
     """Landmarks on crops, with the optional face branch and attribute heads."""
 
@@ -153,12 +165,7 @@ class LandmarkTask:
         permutation = self.spec.scheme.flip_permutation
         sums: dict[str, float] = {}
         points, probs = [], []
-        for step, batch in enumerate(dataset.batches(batch_size)):
-            if max_steps and step >= max_steps:
-                break
-            out = self.step(net, batch, device)
-            for key, value in out.sums.items():
-                sums[key] = sums.get(key, 0.0) + value
+        for batch, out in evaluation_steps(self, net, dataset, device, batch_size, max_steps, sums):
             decoded, prob = out.points, out.face_prob
             if flip:
                 mirror = batch["image"].flip(-1).to(device).contiguous(memory_format=torch.channels_last)
@@ -267,12 +274,7 @@ class FaceTask:
         scores, hits, truth_count, found, false_faces, pictures = [], [], 0, 0, 0, 0
         threshold = self.config.face_threshold
         detections = {}
-        for step, batch in enumerate(dataset.batches(batch_size)):
-            if max_steps and step >= max_steps:
-                break
-            out = self.step(net, batch, device)
-            for key, value in out.sums.items():
-                sums[key] = sums.get(key, 0.0) + value
+        for batch, out in evaluation_steps(self, net, dataset, device, batch_size, max_steps, sums):
             decoded = self.codec.decode(out.aux_logits["raw"], threshold=0.05, top_k=100)
             for (boxes, score), index, scale in zip(decoded, batch["index"].tolist(), batch["scale"].tolist()):
                 boxes = boxes.cpu().double().numpy() / scale
