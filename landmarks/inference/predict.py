@@ -66,9 +66,10 @@ def write_picture(path: Path, canvas: np.ndarray) -> None:
         raise DataError(f"{path}: cannot write the picture (is the folder writable, the suffix an image type?)")
 
 
-def faces_as_json(image_path: Path, out_path: Path | None, faces: list[Face]) -> str:
-    return json.dumps({"image": str(image_path), "picture": None if out_path is None else str(out_path),
-                       "faces": [face.to_dict() for face in faces]})
+def faces_record(image_path: Path, out_path: Path | None, faces: list[Face]) -> dict:
+    """A picture's JSON record: the picture, the drawing written for it, its faces."""
+    return {"image": str(image_path), "picture": None if out_path is None else str(out_path),
+            "faces": [face.to_dict() for face in faces]}
 
 
 def faces_as_text(image_path: Path, out_path: Path | None, faces: list[Face]) -> str:
@@ -153,7 +154,7 @@ def predict_pictures(args, marker) -> int:
             write_picture(out_path, draw_faces(rgb, faces, marker.scheme.lines))
             if args.align_out:
                 write_aligned(marker, rgb, faces, args.align_out, image_path.stem, args.align_size)
-            records.write(json.loads(faces_as_json(image_path, out_path, faces)))
+            records.write(faces_record(image_path, out_path, faces))
             if not args.json:
                 print(faces_as_text(image_path, out_path, faces))
             if not faces:
