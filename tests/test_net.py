@@ -110,3 +110,22 @@ def test_fast_prelu_passes_gradcheck_and_respects_a_frozen_weight():
     module.weight.requires_grad_(False)
     module(x).sum().backward()
     assert module.weight.grad is None and x.grad is not None
+
+
+@pytest.mark.parametrize("size", [112, 97])  # pools meet even and odd sides
+def test_runtime_forms_of_prelu_and_pooling_give_the_same_points(size):
+    from landmarks.inference.export import EdgePaddedAvgPool, PReLUForRuntime, for_runtime
+    torch.manual_seed(0)
+    net = build_net("stage1_wide", num_points=21, size=size, classify=True).eval()
+    for module in net.modules():  # slopes unlike the default 0.25, negative ones included
+        if isinstance(module, torch.nn.PReLU):
+            module.weight.data.uniform_(-0.5, 1.5)
+    model = InferenceModel(net, Regression(21), flip_permutation=FLIP)
+    rewritten = for_runtime(model)
+    kinds = {type(m) for m in rewritten.modules()}
+    assert PReLUForRuntime in kinds and EdgePaddedAvgPool in kinds and torch.nn.PReLU not in kinds
+    assert any(isinstance(m, torch.nn.PReLU) for m in model.modules())  # the original is left alone
+    x = torch.rand(3, 1, size, size)
+    with torch.no_grad():
+        (points, prob), (points2, prob2) = model(x), rewritten(x)
+    assert torch.allclose(points, points2, atol=1e-5) and torch.allclose(prob, prob2, atol=1e-5)
