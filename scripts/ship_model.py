@@ -22,8 +22,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
     parser.add_argument("name", help="shipped name, e.g. stage1")
-    parser.add_argument("--test-flip", action="store_true",
-                        help="ship with test-time flip averaging switched on (default: as trained)")
+    parser.add_argument("--test-flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="ship with test-time flip averaging on or off (default: as trained)")
     parser.add_argument("--full-precision", action="store_true",
                         help="store float32 weights (default: float16, half the file; the nets run in float32)")
     parser.add_argument("--input-size", type=int,
@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     loaded = load_model(args.checkpoint, expect_task=None)
     spec = loaded.spec
     changes = {"teacher": ""}
-    if args.test_flip:
-        changes["test_flip"] = True
+    if args.test_flip is not None:
+        changes["test_flip"] = args.test_flip
     if args.input_size:
         if spec.config.task != "faces":
             raise SystemExit(f"{args.checkpoint}: --input-size is for face detectors; crop models keep their size")
