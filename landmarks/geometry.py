@@ -78,6 +78,15 @@ def iou(box, boxes) -> np.ndarray:
     return box_iou(box, boxes)[0].numpy()
 
 
+def covered_share(box, boxes) -> np.ndarray:
+    """The share of one ``[4]`` box's area that each of ``[N, 4]`` boxes covers -> ``[N]``."""
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    wh = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-12)
+    return wh[:, 0] * wh[:, 1] / area
+
+
 def flip_points(points, width: float, permutation) -> np.ndarray:
     """Mirror ``[..., K, 2]`` points in an image ``width`` wide; ``permutation`` (the scheme's
     flip permutation) swaps left and right points."""

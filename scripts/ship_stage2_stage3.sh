@@ -20,4 +20,6 @@ run train faces-tune-a --config configs/faces.toml --list-dir lists/tune --test-
 run finetune stage3-tune --model runs/stage2-split/last.pt --config configs/stage3.toml --list-dir lists/tune3d \
     --test-list lists/tune3d/val.txt
 $PY scripts/ship_model.py runs/stage3-tune/last.pt stage3 --face-threshold 0.3
-$PY scripts/ship_model.py runs/faces-tune-a/best.pt faces --input-size 384 --face-threshold 0.2
+run finetune faces-384ft --model runs/faces-tune-a/best.pt --config configs/faces.toml --input-size 384 --epochs 20 \
+    --lr 0.0005 --list-dir lists/tune --test-list lists/tune/val_pictures.txt
+$PY scripts/ship_model.py runs/faces-384ft/best.pt faces --input-size 448 --face-threshold 0.2

@@ -78,6 +78,15 @@ def test_merging_duplicates_keeps_the_likelier_face():
     assert [f.face_prob for f in kept] == [0.99, 0.7, 0.01]  # the finder's order, rejected faces last
 
 
+def test_merging_drops_a_look_at_part_of_a_face_already_found():
+    points = np.zeros((21, 2))
+    whole = Face(np.array([0, 0, 100, 100.0]), np.zeros(4), points, 0.9, 0.5)
+    part = Face(np.array([10, 50, 60, 100.0]), np.zeros(4), points, 0.6, 0.4)  # IoU 0.25, all inside
+    neighbour = Face(np.array([70, 0, 150, 80.0]), np.zeros(4), points, 0.8, 0.5)  # 3/8 of it covered
+    assert merge_duplicates([part, whole, neighbour]) == [whole, neighbour]
+    assert merge_duplicates([part, whole], covered=1.01) == [part, whole]  # overlap alone keeps both
+
+
 def test_a_tiny_detector_run_lowers_its_loss_and_predicts_boxes(sample_lists, tmp_path, capsys):
     from conftest import REPO
     assert main(["--phase", "train", "--config", str(REPO / "configs" / "faces.toml"), "--list-dir", str(sample_lists),
@@ -112,6 +121,22 @@ def test_predict_takes_odd_pictures_without_failing(make, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["image"] == str(path)
     assert result["faces"] == []  # flat, one-pixel and noise pictures hold no face
+
+
+def test_the_detector_size_changes_the_pictures_it_sees_not_where_its_boxes_land(sample_dir, capsys):
+    from landmarks.data.images import load_image
+    from landmarks.geometry import iou
+    image = load_image(sample_dir / "I" / "000421.jpg", 3)
+    found = {size: Landmarker("stage3", detector_size=size).find(image) for size in (None, 320, 640)}
+    assert Landmarker("stage3", detector_size=320).finder.size == 320
+    for size in (320, 640):  # boxes in picture pixels at every size: the sure faces land where they did
+        boxes, scores = found[size]
+        sure = boxes[scores >= 0.5]
+        assert len(sure) >= 2 and all(iou(box, found[None][0]).max() > 0.8 for box in sure)
+    assert len(found[640][0]) > len(found[320][0])  # a larger picture shows the net smaller faces
+    code, err = run_main(["--phase", "predict", "--image", str(sample_dir / "I" / "000421.jpg"),
+                          "--detector", "haar", "--detector-size", "640"], capsys)
+    assert code == 2 and "--detector-size is for a trained face detector" in err
 
 
 def test_the_api_takes_arrays_and_paths_alike(sample_dir):

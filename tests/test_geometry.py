@@ -48,3 +48,9 @@ def test_haar_boxes_are_mapped_to_annotation_framing():
     mapped = haar_to_face_box([[100, 200, 200, 300]])
     np.testing.assert_allclose(mapped[0], 100 * np.array(HAAR_TO_ANNOTATION) + [100, 200, 100, 200])
     assert haar_to_face_box(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_covered_share_is_the_part_of_a_box_inside_each_other_box():
+    from landmarks.geometry import covered_share
+    shares = covered_share([0, 0, 10, 10], [[0, 0, 10, 10], [5, 0, 20, 10], [-5, -5, 5, 5], [20, 20, 30, 30]])
+    assert shares.tolist() == [1.0, 0.5, 0.25, 0.0]

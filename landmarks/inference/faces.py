@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 # Where the course's annotated face box lies in a Haar detection box, as shares of its
 # width and height (x1, y1, x2, y2): medians over 357 matched faces, measured by
@@ -61,13 +61,15 @@ class NetFinder:
 
     name = "net"
 
-    def __init__(self, loaded, threshold: float | None = None, device: str = "cpu"):
+    def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None):
         import torch
 
         from ..codecs import CentreBoxes
         from ..net.faces import fuse_batch_norm
+        if size is not None and size < 32:
+            raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
         self.spec = loaded.spec
-        self.size = loaded.config.input_size
+        self.size = loaded.config.input_size if size is None else size
         self.default_threshold = loaded.config.face_threshold
         self.threshold = self.default_threshold if threshold is None else threshold
         self.device = torch.device(device)
@@ -88,16 +90,17 @@ class NetFinder:
 DEFAULT_FINDER = "faces"  # the shipped detector; "haar" where it is not installed
 
 
-def make_finder(detector, threshold: float | None = None, device: str = "cpu"):
+def make_finder(detector, threshold: float | None = None, device: str = "cpu", size: int | None = None):
     """A face finder from a name: "haar", a shipped detector's name, a detector checkpoint; None
-    (boxes are given), or any callable ``image -> (boxes, scores)``."""
+    (boxes are given), or any callable ``image -> (boxes, scores)``. ``size``: the longer side a
+    trained detector resizes pictures to (default: its own)."""
     if detector is None or callable(detector):
         return detector
-    if detector == "haar":
-        return HaarFinder()
     from ..checkpoint import load_model, resolve_model, shipped_models
     if detector == "default":
         detector = DEFAULT_FINDER if DEFAULT_FINDER in shipped_models() else "haar"
-        if detector == "haar":
-            return HaarFinder()
-    return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device)
+    if detector == "haar":
+        if size is not None:
+            raise UsageError("--detector-size is for a trained face detector; the Haar cascade scans every scale")
+        return HaarFinder()
+    return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device, size)

@@ -21,7 +21,7 @@ from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
 from ..data.images import crop_resize, load_image, to_channels
 from ..errors import UsageError, require_extra
-from ..geometry import crop_box, from_crop
+from ..geometry import covered_share, crop_box, from_crop
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
@@ -70,11 +70,13 @@ class Landmarker:
     ``backend="onnxruntime"`` an exported ``.onnx`` (its ``.json`` beside it).
     detector: "default" (the shipped face detector), a detector checkpoint, "haar"
     (OpenCV's cascade), None (boxes are given), or a callable ``image -> (boxes, scores)``;
-    ``detector_threshold`` overrides its score threshold.
+    ``detector_threshold`` overrides its score threshold, ``detector_size`` the longer side it
+    resizes pictures to.
     refine: look at each face a second time, cropped from the box its first points give.
     """
 
     def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
+                 detector_size: int | None = None,
                  refine: bool = True, test_flip: bool | None = None, min_face_prob: float | None = None,
                  backend: str = "torch", device: str = "cpu"):
         self.backend = backend
@@ -98,7 +100,7 @@ class Landmarker:
         self.config = self.spec.config
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if min_face_prob is None else min_face_prob
-        self.finder = make_finder(detector, detector_threshold, device)
+        self.finder = make_finder(detector, detector_threshold, device, detector_size)
         self.refine = refine
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
@@ -206,18 +208,24 @@ class Landmarker:
         return tracker.run(frames)
 
 
-def merge_duplicates(faces: list[Face], iou: float = 0.4) -> list[Face]:
+def merge_duplicates(faces: list[Face], iou: float = 0.4, covered: float = 0.6) -> list[Face]:
     """Of faces whose boxes overlap by ``iou`` or more, keep the most likely (face probability,
-    else the finder's score); faces the branch rejected stay, for drawing."""
+    else the finder's score), and drop a face whose box a likelier one covers by ``covered`` of
+    its area (a look at part of a face already found: its box overlaps the whole face's box
+    little, yet lies inside it). Faces the branch rejected stay, for drawing."""
     kept = [f for f in faces if f.is_face]
     if len(kept) < 2:
         return faces
     boxes = torch.tensor(np.stack([f.box for f in kept]), dtype=torch.float64)
     score = torch.tensor([(f.face_prob if f.face_prob is not None else 1.0) * (f.score if f.score is not None else 1.0)
                           for f in kept], dtype=torch.float64)
-    # In the finder's order: NMS ranks by score, and equal scores would come out in any order.
-    order = sorted(nms(boxes, score, iou).tolist())
-    return [kept[i] for i in order] + [f for f in faces if not f.is_face]
+    ranked = nms(boxes, score, iou).tolist()  # likeliest first
+    survivors: list[int] = []
+    for i in ranked:
+        if not survivors or covered_share(kept[i].box, boxes[survivors].numpy()).max() < covered:
+            survivors.append(i)
+    # In the finder's order: equal scores would otherwise come out in any order.
+    return [kept[i] for i in sorted(survivors)] + [f for f in faces if not f.is_face]
 
 
 def read_export_spec(onnx_path: Path) -> ModelSpec:
