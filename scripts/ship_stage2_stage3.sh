@@ -22,4 +22,6 @@ run finetune stage3-tune --model runs/stage2-split/last.pt --config configs/stag
 $PY scripts/ship_model.py runs/stage3-tune/last.pt stage3 --face-threshold 0.3
 run finetune faces-384ft --model runs/faces-tune-a/best.pt --config configs/faces.toml --input-size 384 --epochs 20 \
     --lr 0.0005 --list-dir lists/tune --test-list lists/tune/val_pictures.txt
-$PY scripts/ship_model.py runs/faces-384ft/best.pt faces --input-size 448 --face-threshold 0.2
+run finetune faces-448ft --model runs/faces-384ft/best.pt --config configs/faces.toml --input-size 448 --epochs 25 \
+    --lr 0.0005 --list-dir lists/tune --test-list lists/tune/val_pictures.txt
+$PY scripts/ship_model.py runs/faces-448ft/best.pt faces --input-size 448 --face-threshold 0.2

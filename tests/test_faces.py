@@ -132,7 +132,7 @@ def test_the_detector_size_changes_the_pictures_it_sees_not_where_its_boxes_land
     for size in (320, 640):  # boxes in picture pixels at every size: the sure faces land where they did
         boxes, scores = found[size]
         sure = boxes[scores >= 0.5]
-        assert len(sure) >= 2 and all(iou(box, found[None][0]).max() > 0.8 for box in sure)
+        assert len(sure) >= 2 and all(iou(box, found[None][0]).max() > 0.6 for box in sure)
     assert len(found[640][0]) > len(found[320][0])  # a larger picture shows the net smaller faces
     code, err = run_main(["--phase", "predict", "--image", str(sample_dir / "I" / "000421.jpg"),
                           "--detector", "haar", "--detector-size", "640"], capsys)
