@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UsageError, require_extra
+from ..net.layers import is_2x2_average_pool
 from ..spec import ModelSpec
 
 FORMATS = ("onnx", "torchscript")
@@ -31,7 +32,7 @@ class PReLUForRuntime(nn.Module):
         self.weight = nn.Parameter(prelu.weight.detach().clone(), requires_grad=False)
 
     def forward(self, x):
-        w = self.weight.reshape(1, -1, *[1] * (x.dim() - 2)) if x.dim() > 1 else self.weight
+        w = self.weight.reshape(1, -1, *[1] * (x.dim() - 2))
         return x * w + F.relu(x) * (1 - w)
 
 
@@ -47,11 +48,6 @@ class EdgePaddedAvgPool(nn.Module):
         return F.avg_pool2d(x, 2)
 
 
-def _is_ceil_pool_2x2(module: nn.Module) -> bool:
-    return (isinstance(module, nn.AvgPool2d) and module.ceil_mode and module.kernel_size in (2, (2, 2))
-            and module.stride in (2, (2, 2)) and module.padding in (0, (0, 0)) and module.divisor_override is None)
-
-
 def for_runtime(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with PReLU and ceil-mode 2x2 average pooling in the equivalent forms
     above; ``model`` itself is left as it is."""
@@ -60,7 +56,7 @@ def for_runtime(model: nn.Module) -> nn.Module:
         for name, child in parent.named_children():
             if isinstance(child, nn.PReLU):
                 setattr(parent, name, PReLUForRuntime(child))
-            elif _is_ceil_pool_2x2(child):
+            elif is_2x2_average_pool(child) and child.ceil_mode:
                 setattr(parent, name, EdgePaddedAvgPool())
     return model
 

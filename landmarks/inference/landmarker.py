@@ -216,13 +216,12 @@ def merge_duplicates(faces: list[Face], iou: float = 0.4, covered: float = 0.6) 
     kept = [f for f in faces if f.is_face]
     if len(kept) < 2:
         return faces
-    boxes = torch.tensor(np.stack([f.box for f in kept]), dtype=torch.float64)
+    boxes = np.stack([f.box for f in kept]).astype(np.float64)
     score = torch.tensor([(f.face_prob if f.face_prob is not None else 1.0) * (f.score if f.score is not None else 1.0)
                           for f in kept], dtype=torch.float64)
-    ranked = nms(boxes, score, iou).tolist()  # likeliest first
     survivors: list[int] = []
-    for i in ranked:
-        if not survivors or covered_share(kept[i].box, boxes[survivors].numpy()).max() < covered:
+    for i in nms(torch.from_numpy(boxes), score, iou).tolist():  # likeliest first
+        if not survivors or covered_share(boxes[i], boxes[survivors]).max() < covered:
             survivors.append(i)
     # In the finder's order: equal scores would otherwise come out in any order.
     return [kept[i] for i in sorted(survivors)] + [f for f in faces if not f.is_face]

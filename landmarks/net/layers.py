@@ -86,11 +86,16 @@ def conv_prelu_pool(block: nn.Module, pool: nn.Module, x: torch.Tensor) -> torch
     return pool(prelu(y))
 
 
+def is_2x2_average_pool(pool: nn.Module) -> bool:
+    """A 2x2 stride-2 average pooling without padding or a divisor override."""
+    return (isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
+            and pool.padding in (0, (0, 0)) and pool.divisor_override is None)
+
+
 def _prelu_then_pool(block: nn.Module, pool: nn.Module) -> bool:
     """Conv2d -> our PReLU, then a 2x2 stride-2 average pooling without padding."""
     return (isinstance(block, ConvBlock) and len(block) == 2 and isinstance(block[1], PReLU)
-            and isinstance(pool, nn.AvgPool2d) and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2))
-            and pool.padding in (0, (0, 0)) and pool.divisor_override is None)
+            and is_2x2_average_pool(pool))
 
 
 class LinearBlock(nn.Sequential):
