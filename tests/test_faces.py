@@ -11,7 +11,7 @@ import torch
 from landmarks.checkpoint import load_model
 from landmarks.codecs import CentreBoxes
 from landmarks.detector import main
-from landmarks.inference.faces import NetFinder
+from landmarks.inference.faces import HaarFinder, NetFinder
 from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
 
@@ -137,6 +137,19 @@ def test_the_detector_size_changes_the_pictures_it_sees_not_where_its_boxes_land
     code, err = run_main(["--phase", "predict", "--image", str(sample_dir / "I" / "000421.jpg"),
                           "--detector", "haar", "--detector-size", "640"], capsys)
     assert code == 2 and "--detector-size is for a trained face detector" in err
+
+
+def test_the_haar_cascade_gives_its_faces_in_one_order_whatever_the_thread_count(sample_dir):
+    from landmarks.data.images import load_image
+    image, finder, threads = load_image(sample_dir / "I" / "000421.jpg", 3), HaarFinder(), cv2.getNumThreads()
+    try:
+        runs = []
+        for count in (1, 8, 8, 16):  # OpenCV's threads hand their boxes back in any order
+            cv2.setNumThreads(count)
+            runs.append(finder.raw(image))
+    finally:
+        cv2.setNumThreads(threads)
+    assert len(runs[0]) >= 2 and all(np.array_equal(run, runs[0]) for run in runs)
 
 
 def test_the_api_takes_arrays_and_paths_alike(sample_dir):

@@ -47,7 +47,9 @@ class HaarFinder:
         """The cascade's own boxes [N, 4] (x1, y1, x2, y2)."""
         found = self.cascade.detectMultiScale(cv2.equalizeHist(gray_of(image)), scaleFactor=1.1, minNeighbors=5,
                                               minSize=(self.min_size, self.min_size))
-        return np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64).reshape(-1, 4)
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64).reshape(-1, 4)
+        # The cascade's threads return its boxes in any order; left to right, then top down, is repeatable.
+        return boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = haar_to_face_box(self.raw(image))
