@@ -213,7 +213,7 @@ class CentreBoxes:
         total = heat_loss + size_weight * size_loss + offset_weight * offset_loss
         return total, heat_loss, size_loss, offset_loss
 
-    def decode(self, raw: dict, threshold: float = 0.3, top_k: int = 50, nms_iou: float = 0.5) -> list:
+    def decode(self, raw: dict, threshold: float = 0.3, top_k: int = 200, nms_iou: float = 0.5) -> list:
         """Raw outputs -> per image (boxes [N, 4] in input pixels, scores [N]): local maxima of the
         heat map above ``threshold``, at most ``top_k``, overlaps removed by torchvision's NMS."""
         heat = torch.sigmoid(raw["heat"].float())

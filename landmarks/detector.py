@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--detector-size", type=int, default=None,
                    help="longer side in pixels that pictures are resized to for the face detector; larger finds "
                         "smaller faces, at more time (default: the detector's own; the shipped one's is 448)")
+    q.add_argument("--detector-zoom-below", type=float, default=None, metavar="PX",
+                   help="look again at twice --detector-size when a face the detector is sure of is smaller "
+                        "than this many pixels at that size (a crowd); 0: one look (default: 24)")
     q.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="look at each face again, cropped from the box its points give (default: on)")
     q.add_argument("--out", type=Path, help="predict: picture or folder (video: .mp4 file) to write (default: "
@@ -423,7 +426,8 @@ def test_pictures(args) -> int:
     # Candidates down to a low score make the finder's precision-recall curve; the operating
     # threshold decides what goes on to the landmarks, as in use.
     marker = Landmarker(args.model, detector=args.detector, detector_threshold=0.05, detector_size=args.detector_size,
-                        refine=args.refine, test_flip=args.test_flip, min_face_prob=args.min_face_prob)
+                        detector_zoom_below=args.detector_zoom_below, refine=args.refine, test_flip=args.test_flip,
+                        min_face_prob=args.min_face_prob)
     operating = marker.finder.default_threshold if args.detector_threshold is None else args.detector_threshold
     count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
     if count != marker.scheme.num_points:
@@ -476,8 +480,8 @@ def phase_predict(args) -> int:
         raise UsageError("--phase predict needs one of --image PICTURE_OR_FOLDER, --video FILE, --camera N")
     marker = Landmarker(args.model, detector=None if args.box else args.detector,
                         detector_threshold=args.detector_threshold, detector_size=args.detector_size,
-                        refine=args.refine, test_flip=args.test_flip, min_face_prob=args.min_face_prob,
-                        backend=args.backend)
+                        detector_zoom_below=args.detector_zoom_below, refine=args.refine, test_flip=args.test_flip,
+                        min_face_prob=args.min_face_prob, backend=args.backend)
     if args.image is not None:
         return predict_pictures(args, marker)
     if args.box:

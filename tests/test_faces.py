@@ -11,6 +11,7 @@ import torch
 from landmarks.checkpoint import load_model
 from landmarks.codecs import CentreBoxes
 from landmarks.detector import main
+from landmarks.errors import UsageError
 from landmarks.inference.faces import HaarFinder, NetFinder
 from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
@@ -97,7 +98,7 @@ def test_a_tiny_detector_run_lowers_its_loss_and_predicts_boxes(sample_lists, tm
     assert {"val_ap", "val_recall", "val_false_per_picture"} <= set(rows[0])
     loaded = load_model(tmp_path / "runs" / "faces" / "last.pt", expect_task="faces")
     boxes, scores = NetFinder(loaded, threshold=0.0)(np.zeros((90, 120, 3), np.uint8))
-    assert boxes.shape[1] == 4 and len(boxes) == len(scores) and len(boxes) <= 50
+    assert boxes.shape[1] == 4 and len(boxes) == len(scores) and len(boxes) <= 200  # the codec's top_k
     # A detector where a landmark model is expected (and the reverse) is refused, saying what it is.
     code, err = run_main(["--phase", "test", "--model", str(tmp_path / "runs" / "faces" / "last.pt"),
                           "--test-list", str(sample_lists / "test.txt")], capsys)
@@ -127,7 +128,9 @@ def test_the_detector_size_changes_the_pictures_it_sees_not_where_its_boxes_land
     from landmarks.data.images import load_image
     from landmarks.geometry import iou
     image = load_image(sample_dir / "I" / "000421.jpg", 3)
-    found = {size: Landmarker("stage3", detector_size=size).find(image) for size in (None, 320, 640)}
+    # One look at each size (a sure face under 24 px at 320 would send 320 to a second look at 640).
+    found = {size: Landmarker("stage3", detector_size=size, detector_zoom_below=0).find(image)
+             for size in (None, 320, 640)}
     assert Landmarker("stage3", detector_size=320).finder.size == 320
     for size in (320, 640):  # boxes in picture pixels at every size: the sure faces land where they did
         boxes, scores = found[size]
@@ -137,6 +140,48 @@ def test_the_detector_size_changes_the_pictures_it_sees_not_where_its_boxes_land
     code, err = run_main(["--phase", "predict", "--image", str(sample_dir / "I" / "000421.jpg"),
                           "--detector", "haar", "--detector-size", "640"], capsys)
     assert code == 2 and "--detector-size is for a trained face detector" in err
+
+
+def test_a_second_look_is_wanted_only_for_a_small_face_the_detector_is_sure_of():
+    from landmarks.inference.faces import needs_zoom
+    boxes = np.array([[0, 0, 100, 100], [0, 0, 20, 20]], float)
+    assert needs_zoom(boxes, np.array([0.9, 0.5]), sure=0.2, below=24)
+    assert not needs_zoom(boxes, np.array([0.9, 0.1]), sure=0.2, below=24)  # the small one is unsure
+    assert not needs_zoom(boxes, np.array([0.9, 0.5]), sure=0.2, below=0)  # zoom off
+    assert not needs_zoom(boxes[:1], np.array([0.9]), sure=0.2, below=24)
+    assert not needs_zoom(np.zeros((0, 4)), np.zeros(0), sure=0.2, below=24)
+
+
+def test_two_looks_merge_to_the_better_scoring_box_of_each_face():
+    from landmarks.inference.faces import merge_looks
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [1, 0, 11, 10], [100, 0, 110, 10]], float)
+    kept, scores = merge_looks(boxes, np.array([0.3, 0.8, 0.6, 0.1]))
+    np.testing.assert_array_equal(kept, boxes[[1, 2, 3]])
+    np.testing.assert_array_equal(scores, [0.8, 0.6, 0.1])
+
+
+def test_the_second_look_finds_a_crowd_of_small_faces_and_leaves_other_pictures_alone(sample_dir):
+    from landmarks.data.images import load_image
+    from landmarks.inference.faces import make_finder
+    image = load_image(sample_dir / "I" / "000421.jpg", 3)
+    truth = np.array([[float(v) for v in line.split()[1:5]] for line in (sample_dir / "I" / "label.txt").open()
+                      if line.startswith("000421.jpg")])
+    (h, w), n = image.shape[:2], 3
+    sh, sw = h // n, w // n  # the picture shrunk to a third, nine times over: 27 faces of 11-18 px
+    crowd = np.tile(cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA), (n, n, 1))
+    crowd_truth = np.concatenate([truth * [sw / w, sh / h, sw / w, sh / h] + [c * sw, r * sh, c * sw, r * sh]
+                                  for r in range(n) for c in range(n)])
+    one_look, two_looks = make_finder("faces", zoom_below=0), make_finder("faces")
+    found = {}
+    for name, finder in (("one", one_look), ("two", two_looks)):
+        boxes, scores = finder(crowd)
+        sure = scores >= finder.default_threshold
+        found[name] = int(match_boxes(boxes[sure], scores[sure], crowd_truth).sum())
+    assert found["two"] >= max(2 * found["one"], 0.6 * len(crowd_truth)), found
+    for got, want in zip(two_looks(image), one_look(image)):  # faces of 48 px and more: one look
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(UsageError, match="--detector-zoom-below"):
+        make_finder("haar", zoom_below=10)
 
 
 def test_the_haar_cascade_gives_its_faces_in_one_order_whatever_the_thread_count(sample_dir):
@@ -179,3 +224,25 @@ def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path
                  "--quiet", "--device", "cpu"])
     assert code == 0 and not (only / "train.txt").exists()
     assert len((only / "train_pictures.txt").read_text().splitlines()) == 5  # not overwritten
+
+
+def test_mosaics_shrink_four_pictures_into_quarters_and_move_their_faces_along(sample_lists, tmp_path):
+    import runpy
+
+    from conftest import REPO
+    from landmarks.data.labels import read_picture_list
+    make_mosaics = runpy.run_path(str(REPO / "scripts" / "make_mosaics.py"))
+    pictures, _ = read_picture_list(sample_lists / "train_pictures.txt")
+    assert make_mosaics["main"](["--pictures", str(sample_lists / "train_pictures.txt"),
+                                 "--out-dir", str(tmp_path / "m")]) == 0
+    mosaics, report = read_picture_list(tmp_path / "m" / "mosaics.txt")
+    assert len(mosaics) == len(pictures) // 4 and not report.problems
+    images = [np.full((100, 200, 3), 255, np.uint8), np.zeros((300, 100, 3), np.uint8)]
+    faces = [type(pictures[0])(pictures[0].image, np.array([[20.0, 10, 60, 50]]), np.zeros((1, 21, 2))),
+             type(pictures[0])(pictures[0].image, np.array([[10.0, 30, 90, 110]]), np.full((1, 21, 2), 50.0))]
+    canvas, placed = make_mosaics["mosaic"](faces, images, 800, 600)
+    # first: 200x100 -> 400x200 in the top-left quarter; second: 100x300 -> 100x300 at x 400
+    np.testing.assert_allclose(placed.boxes, [[40, 20, 120, 100], [410, 30, 490, 110]])
+    np.testing.assert_allclose(placed.points[1], np.full((21, 2), [450, 50]))
+    assert canvas[50, 50].tolist() == [255, 255, 255] and canvas[50, 450].tolist() == [0, 0, 0]
+    assert canvas[250, 50].tolist() == [124, 124, 124]  # outside any picture

@@ -63,7 +63,9 @@ def fit_picture(image: np.ndarray, size: int, multiple: int = 32) -> tuple[np.nd
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    # Bilinear, as the training crops are warped (OpenCV's warpAffine has no area mode); 7x
+    # faster than area resizing, and no worse on the validation pictures (README "Whole pictures").
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     ph, pw = -(-nh // multiple) * multiple, -(-nw // multiple) * multiple
     canvas = np.empty((ph, pw, 3), np.uint8)
     canvas[:] = np.round(np.array(PICTURE_MEAN) * 255).astype(np.uint8)
@@ -179,8 +181,8 @@ class PictureDataset:
         if flip:
             matrix = np.array([[-scale, 0, s - x0], [0, scale, y0]])
         fill = tuple(int(v) for v in np.round(np.array(PICTURE_MEAN) * 255))
-        crop = cv2.warpAffine(image, matrix, (s, s), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+        crop = cv2.warpAffine(image, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=fill)
         moved = boxes * scale + np.array([x0, y0, x0, y0])
         if flip:
             moved = np.stack([s - moved[:, 2], moved[:, 1], s - moved[:, 0], moved[:, 3]], 1)

@@ -30,6 +30,13 @@ def gray_of(image: np.ndarray) -> np.ndarray:
     return image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
+# A second pass at twice the size when a sure face is under 24 detector pixels: faces that
+# small are found late and boxed loosely (a crowd's faces). Chosen on validation mosaics
+# (README "Whole pictures"); most pictures take one pass.
+ZOOM_BELOW = 24.0
+ZOOM = 2.0
+
+
 class HaarFinder:
     """OpenCV's bundled frontal-face Haar cascade, loaded once."""
 
@@ -63,15 +70,19 @@ class NetFinder:
 
     name = "net"
 
-    def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None):
+    def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None,
+                 zoom_below: float = ZOOM_BELOW):
         import torch
 
         from ..codecs import CentreBoxes
         from ..net.faces import fuse_batch_norm
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
+        if zoom_below < 0:
+            raise UsageError(f"--detector-zoom-below must be 0 (never) or more pixels, not {zoom_below:g}")
         self.spec = loaded.spec
         self.size = loaded.config.input_size if size is None else size
+        self.zoom_below = zoom_below
         self.default_threshold = loaded.config.face_threshold
         self.threshold = self.default_threshold if threshold is None else threshold
         self.device = torch.device(device)
@@ -79,23 +90,54 @@ class NetFinder:
         self.codec = CentreBoxes(loaded.net.stride)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, 2)
+        boxes, scores, scale = self.look(rgb, self.size)
+        if not needs_zoom(boxes * scale, scores, self.default_threshold, self.zoom_below):
+            return boxes, scores
+        more_boxes, more_scores, _ = self.look(rgb, round(self.size * ZOOM))
+        return merge_looks(np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores]))
+
+    def look(self, rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """One pass with the picture's longer side at ``size`` -> (boxes in picture pixels, scores,
+        detector pixels per picture pixel)."""
         import torch
 
         from ..data.pictures import fit_picture, normalise_pictures
-        canvas, scale = fit_picture(image if image.shape[2] == 3 else np.repeat(image, 3, 2), self.size)
+        canvas, scale = fit_picture(rgb, size)
         batch = normalise_pictures(canvas[None]).to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             boxes, scores = self.codec.decode(self.net(batch), threshold=self.threshold)[0]
-        return boxes.cpu().double().numpy() / scale, scores.cpu().double().numpy()
+        return boxes.cpu().double().numpy() / scale, scores.cpu().double().numpy(), scale
+
+
+def needs_zoom(boxes: np.ndarray, scores: np.ndarray, sure: float, below: float) -> bool:
+    """Whether a candidate scoring ``sure`` or more has a side (geometric mean of width and
+    height, in detector pixels) under ``below``."""
+    if not below or not len(boxes):
+        return False
+    sides = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    return bool((sides[scores >= sure] < below).any())
+
+
+def merge_looks(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates of two passes as one set: of boxes overlapping by ``iou`` or more, the best
+    scoring (torchvision's NMS), likeliest first."""
+    import torch
+    from torchvision.ops import nms
+    keep = nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou).numpy()
+    return boxes[keep], scores[keep]
 
 
 DEFAULT_FINDER = "faces"  # the shipped detector; "haar" where it is not installed
 
 
-def make_finder(detector, threshold: float | None = None, device: str = "cpu", size: int | None = None):
+def make_finder(detector, threshold: float | None = None, device: str = "cpu", size: int | None = None,
+                zoom_below: float | None = None):
     """A face finder from a name: "haar", a shipped detector's name, a detector checkpoint; None
     (boxes are given), or any callable ``image -> (boxes, scores)``. ``size``: the longer side a
-    trained detector resizes pictures to (default: its own)."""
+    trained detector resizes pictures to (default: its own); ``zoom_below``: a second pass at
+    twice that size when a sure face is smaller than this in detector pixels (0: never;
+    default: ZOOM_BELOW)."""
     if detector is None or callable(detector):
         return detector
     from ..checkpoint import load_model, resolve_model, shipped_models
@@ -104,5 +146,8 @@ def make_finder(detector, threshold: float | None = None, device: str = "cpu", s
     if detector == "haar":
         if size is not None:
             raise UsageError("--detector-size is for a trained face detector; the Haar cascade scans every scale")
+        if zoom_below is not None:
+            raise UsageError("--detector-zoom-below is for a trained face detector; the Haar cascade scans every scale")
         return HaarFinder()
-    return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device, size)
+    return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device, size,
+                     ZOOM_BELOW if zoom_below is None else zoom_below)

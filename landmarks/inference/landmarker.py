@@ -71,12 +71,13 @@ class Landmarker:
     detector: "default" (the shipped face detector), a detector checkpoint, "haar"
     (OpenCV's cascade), None (boxes are given), or a callable ``image -> (boxes, scores)``;
     ``detector_threshold`` overrides its score threshold, ``detector_size`` the longer side it
-    resizes pictures to.
+    resizes pictures to, ``detector_zoom_below`` the face size (detector pixels) under which it
+    looks again at twice that size (0: never).
     refine: look at each face a second time, cropped from the box its first points give.
     """
 
     def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
-                 detector_size: int | None = None,
+                 detector_size: int | None = None, detector_zoom_below: float | None = None,
                  refine: bool = True, test_flip: bool | None = None, min_face_prob: float | None = None,
                  backend: str = "torch", device: str = "cpu"):
         self.backend = backend
@@ -100,7 +101,7 @@ class Landmarker:
         self.config = self.spec.config
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if min_face_prob is None else min_face_prob
-        self.finder = make_finder(detector, detector_threshold, device, detector_size)
+        self.finder = make_finder(detector, detector_threshold, device, detector_size, detector_zoom_below)
         self.refine = refine
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
