@@ -47,9 +47,10 @@ def box_size(box) -> np.ndarray:
     return np.stack([box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]], axis=-1)
 
 
-def box_scale(box) -> float:
-    """A box's size as one length: sqrt(width * height), each side taken as at least 1 px."""
-    return float(np.sqrt(np.prod(np.maximum(box_size(box), 1.0))))
+def box_scale(box) -> np.ndarray:
+    """``[..., 4]`` boxes' sizes as one length each -> ``[...]``: sqrt(width * height), each side
+    taken as at least 1 px."""
+    return np.sqrt(np.prod(np.maximum(box_size(box), 1.0), axis=-1))
 
 
 def to_crop(points, region, size) -> np.ndarray:

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     still = still_frames(image, args.frames)
     raw, smooth = (np.array(track(marker, still, args.fps, s)) for s in (None, smoothing))
-    size = box_scale(marker.scheme.face_boxes(raw[0]))  # as the tracker scales its filter
+    size = float(box_scale(marker.scheme.face_boxes(raw[0])))  # as the tracker scales its filter
 
     def jitter(points):
         return float(np.linalg.norm(np.diff(points[10:], axis=0), axis=-1).mean() / size * 100)

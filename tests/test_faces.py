@@ -161,10 +161,11 @@ def test_two_looks_merge_to_the_better_scoring_box_of_each_face():
 
 
 def test_the_second_look_finds_a_crowd_of_small_faces_and_leaves_other_pictures_alone(sample_dir):
+    from landmarks.data.formats import parse_label_line
     from landmarks.data.images import load_image
     from landmarks.inference.faces import make_finder
     image = load_image(sample_dir / "I" / "000421.jpg", 3)
-    truth = np.array([[float(v) for v in line.split()[1:5]] for line in (sample_dir / "I" / "label.txt").open()
+    truth = np.array([parse_label_line(line)[1] for line in (sample_dir / "I" / "label.txt").open()
                       if line.startswith("000421.jpg")])
     (h, w), n = image.shape[:2], 3
     sh, sw = h // n, w // n  # the picture shrunk to a third, nine times over: 27 faces of 11-18 px
@@ -230,7 +231,7 @@ def test_mosaics_shrink_four_pictures_into_quarters_and_move_their_faces_along(s
     import runpy
 
     from conftest import REPO
-    from landmarks.data.labels import read_picture_list
+    from landmarks.data.labels import Picture, read_picture_list
     make_mosaics = runpy.run_path(str(REPO / "scripts" / "make_mosaics.py"))
     pictures, _ = read_picture_list(sample_lists / "train_pictures.txt")
     assert make_mosaics["main"](["--pictures", str(sample_lists / "train_pictures.txt"),
@@ -238,8 +239,8 @@ def test_mosaics_shrink_four_pictures_into_quarters_and_move_their_faces_along(s
     mosaics, report = read_picture_list(tmp_path / "m" / "mosaics.txt")
     assert len(mosaics) == len(pictures) // 4 and not report.problems
     images = [np.full((100, 200, 3), 255, np.uint8), np.zeros((300, 100, 3), np.uint8)]
-    faces = [type(pictures[0])(pictures[0].image, np.array([[20.0, 10, 60, 50]]), np.zeros((1, 21, 2))),
-             type(pictures[0])(pictures[0].image, np.array([[10.0, 30, 90, 110]]), np.full((1, 21, 2), 50.0))]
+    faces = [Picture(pictures[0].image, np.array([[20.0, 10, 60, 50]]), np.zeros((1, 21, 2))),
+             Picture(pictures[0].image, np.array([[10.0, 30, 90, 110]]), np.full((1, 21, 2), 50.0))]
     canvas, placed = make_mosaics["mosaic"](faces, images, 800, 600)
     # first: 200x100 -> 400x200 in the top-left quarter; second: 100x300 -> 100x300 at x 400
     np.testing.assert_allclose(placed.boxes, [[40, 20, 120, 100], [410, 30, 490, 110]])

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..geometry import box_scale
 
 # Where the course's annotated face box lies in a Haar detection box, as shares of its
 # width and height (x1, y1, x2, y2): medians over 357 matched faces, measured by
@@ -111,12 +112,11 @@ class NetFinder:
 
 
 def needs_zoom(boxes: np.ndarray, scores: np.ndarray, sure: float, below: float) -> bool:
-    """Whether a candidate scoring ``sure`` or more has a side (geometric mean of width and
-    height, in detector pixels) under ``below``."""
+    """Whether a candidate scoring ``sure`` or more is smaller than ``below`` (its side as
+    geometry.box_scale measures it, in detector pixels)."""
     if not below or not len(boxes):
         return False
-    sides = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
-    return bool((sides[scores >= sure] < below).any())
+    return bool((box_scale(boxes[scores >= sure]) < below).any())
 
 
 def merge_looks(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

@@ -62,7 +62,7 @@ class Tracker:
         for track in self.tracks:
             points = track.points
             if track.filter is not None:
-                points = track.filter(track.points, time, scale=box_scale(scheme.face_boxes(track.points)))
+                points = track.filter(track.points, time, scale=float(box_scale(scheme.face_boxes(track.points))))
             face_box = scheme.face_boxes(points)
             faces.append(Face(face_box, crop_box(face_box, width, height, self.marker.config.crop_expand), points,
                               track.face_prob, id=track.id))
