@@ -4,7 +4,7 @@ import torch
 
 from landmarks.data import (FaceLandmarksDataset, build_lists, normalize_images, sample_negatives, split_by_image,
                             verification_picture)
-from landmarks.geometry import iou
+from landmarks.geometry import expand_box, iou
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_list
 from landmarks.errors import UsageError
@@ -83,12 +83,27 @@ def test_missing_image_in_a_list_is_named_and_skipped(sample_lists, tmp_path):
 
 def test_negatives_stay_clear_of_every_face_and_partial_ones_overlap_one():
     faces = np.array([[10.0, 10.0, 60.0, 60.0], [100.0, 20.0, 150.0, 70.0]])
-    found = sample_negatives(faces, 300, 200, count=6, max_iou=0.3, rng=np.random.default_rng(0))
+    found = sample_negatives(faces, 300, 200, count=6, max_iou=0.3, rng=np.random.default_rng(0),
+                             kinds=("random", "partial"))
     kinds = [kind for _, kind in found]
     assert len(found) >= 10 and kinds.count("random") >= 5 and kinds.count("partial") >= 5
     assert all(iou(box, faces).max() < 0.3 for box, _ in found)
     assert all(iou(box, faces).max() >= 0.1 for box, kind in found if kind == "partial")
     assert all(0 <= box[0] < box[2] <= 300 and 0 <= box[1] < box[3] <= 200 for box, _ in found)
+
+
+def test_loose_negatives_are_crops_around_a_whole_face_that_fills_too_little_of_them():
+    faces = np.array([[100.0, 60.0, 150.0, 110.0], [20.0, 20.0, 60.0, 60.0]])
+    found = sample_negatives(faces, 400, 300, count=8, max_iou=0.3, rng=np.random.default_rng(0), kinds=("loose",))
+    assert len(found) >= 14 and {kind for _, kind in found} == {"loose"}
+    for box, _ in found:
+        crop = expand_box(box, 0.25)  # what the list line holds and the model sees
+        assert iou(crop, faces).max() < 0.3
+        assert 0 <= crop[0] and 0 <= crop[1] and crop[2] <= 400 and crop[3] <= 300
+        whole = (faces[:, :2] >= crop[:2]).all(1) & (faces[:, 2:] <= crop[2:]).all(1)
+        assert whole.sum() == 1
+        face = faces[whole][0]
+        assert 1.75 <= (crop[2] - crop[0]) / (face[2] - face[0]) <= 2.65
 
 
 def test_stage3_lists_have_labelled_faces_and_non_faces(sample_dir, tmp_path):
@@ -97,6 +112,17 @@ def test_stage3_lists_have_labelled_faces_and_non_faces(sample_dir, tmp_path):
     assert data.stage == 3 and data.non_faces == summary["train_non_faces"] > data.faces
     dataset = FaceLandmarksDataset(data.entries[:40])
     assert dataset.stage == 3 and torch.all(dataset[int(torch.argmin(dataset.is_face.int()))]["points"] == 0)
+
+
+def test_negative_kinds_are_chosen_on_the_command_line(sample_dir, tmp_path, capsys):
+    from landmarks.data.__main__ import main
+    assert main(["--data-dir", str(sample_dir), "--out-dir", str(tmp_path), "--negatives", "2",
+                 "--negative-kinds", "loose", "--verify", "0"]) == 0
+    entries = read_list(tmp_path / "train.txt").entries
+    assert {e.attributes.get("negative") for e in entries if not e.is_face} == {"loose"}
+    with pytest.raises(SystemExit):
+        main(["--data-dir", str(sample_dir), "--negatives", "1", "--negative-kinds", "random,edge"])
+    assert "unknown kind edge; choose from random, partial, loose" in capsys.readouterr().err
 
 
 def test_verification_picture_is_written(sample_lists, tmp_path):

@@ -94,3 +94,24 @@ def test_shipped_stage3_gives_no_landmarks_where_there_is_no_face(tmp_path, caps
                  "--box", "100,60,200,160", "--out", str(tmp_path / "b.png")]) == 0
     face = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"][0]
     assert face["landmarks"] is None and face["face_prob"] < 0.5
+
+
+def test_square_negatives_are_squares_of_face_size_clear_of_every_face(sample_lists, tmp_path):
+    import runpy
+    from pathlib import Path
+
+    from landmarks.data.labels import read_picture_list
+    from landmarks.geometry import box_scale, iou
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "square_negatives.py"))
+    out = tmp_path / "squares.txt"
+    assert script["main"](["--pictures", str(sample_lists / "train_pictures.txt"), "--out", str(out)]) == 0
+    squares = read_list(out).entries
+    pictures = {p.image.resolve(): p for p in read_picture_list(sample_lists / "train_pictures.txt")[0]}
+    faces = sum(len(p.boxes) for p in pictures.values())
+    assert 0.8 * 2 * faces <= len(squares) <= 2 * faces
+    for square in squares:
+        assert not square.is_face and square.attributes == {"negative": "square"}
+        boxes = pictures[square.image.resolve()].boxes
+        width, height = square.box[2:] - square.box[:2]
+        assert abs(width - height) <= 1 and iou(square.box, boxes).max() < 0.3
+        assert (0.9 * box_scale(boxes).min() - 1 <= width <= 2.4 * box_scale(boxes).max() + 1)

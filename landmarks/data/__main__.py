@@ -9,9 +9,18 @@ from pathlib import Path
 from ..cli import run_cli
 from .formats import FORMATS
 from .labels import read_list
-from .lists import EXPAND_RATIO, build_lists
+from .lists import DEFAULT_NEGATIVE_KINDS, EXPAND_RATIO, NEGATIVE_KINDS, build_lists
 from .scheme import builtin_schemes
 from .verify import verification_picture
+
+
+def negative_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in NEGATIVE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown kind {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(NEGATIVE_KINDS)}")
+    return kinds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="fixes the split and the negatives")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad line or image")
     parser.add_argument("--negatives", type=int, default=0,
-                        help="non-face crops per face for stage-3 lists, random and partial in turn (0: stage-1 lists)")
+                        help="non-face crops per face for stage-3 lists, the --negative-kinds in turn (0: stage-1 lists)")
+    parser.add_argument("--negative-kinds", default=",".join(DEFAULT_NEGATIVE_KINDS), type=negative_kinds,
+                        help="kinds of non-face crop, comma-separated: random (anywhere), partial (overlapping a "
+                             "face a little), loose (a crop around a face 1.8-2.6x its size)")
     parser.add_argument("--neg-iou", type=float, default=0.3,
                         help="a non-face crop has IoU below this with every face")
     parser.add_argument("--detector-negatives", metavar="DETECTOR", default=None,
@@ -70,7 +82,7 @@ def main(argv=None) -> int:
                               val_ratio=args.val_ratio,
                               seed=args.seed, strict=args.strict, negatives=args.negatives, neg_iou=args.neg_iou,
                               ratio=args.expand, yaw=args.yaw, detector=args.detector_negatives,
-                              detector_threshold=args.detector_threshold)
+                              detector_threshold=args.detector_threshold, negative_kinds=args.negative_kinds)
         scheme = summary["scheme"]
         print(f"{summary['summary']}; {summary['images']} images -> "
               f"{args.out_dir / 'train.txt'} ({summary['train_lines']} lines, "

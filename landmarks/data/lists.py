@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..geometry import crop_box, iou
+from ..geometry import crop_box, expand_box, iou
 from .formats import read_source
 from .images import image_size
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
@@ -21,7 +21,9 @@ from .scheme import Scheme, load_scheme
 log = logging.getLogger(__name__)
 
 EXPAND_RATIO = 0.25
-NEGATIVE_KINDS = ("random", "partial")
+NEGATIVE_KINDS = ("random", "partial", "loose")
+# loose is left out by default: the branch it trains lost small faces in whole pictures (README).
+DEFAULT_NEGATIVE_KINDS = ("random", "partial")
 # Yaw from the points: where the nose tip falls between the eye centres (0.5 = frontal).
 # Bin edges chosen so that each of the three bins holds a good share of the course data
 # (python -m landmarks.data --yaw-bins prints the counts).
@@ -53,13 +55,17 @@ def split_by_image(items: list, image_of, test_ratio: float, seed: int) -> tuple
 
 
 def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int, max_iou: float,
-                     rng: np.random.Generator, kinds=NEGATIVE_KINDS, tries: int = 50) -> list[tuple[np.ndarray, str]]:
+                     rng: np.random.Generator, kinds=DEFAULT_NEGATIVE_KINDS, tries: int = 50,
+                     ratio: float = EXPAND_RATIO) -> list[tuple[np.ndarray, str]]:
     """Up to ``count`` candidate boxes per face that are not faces -> [(box [4], kind)].
 
     face_boxes: [F, 4] annotated boxes of one image. Kinds take turns:
     ``random``: anywhere in the picture, 0.6-2.5x a face's size, aspect 0.75-1.33,
     IoU < ``max_iou`` with every face; ``partial``: a face box shifted and scaled so that
-    it still overlaps that face (IoU 0.1 to ``max_iou``), as a detector's near miss.
+    it still overlaps that face (IoU 0.1 to ``max_iou``), as a detector's near miss;
+    ``loose``: a box whose crop (expanded by ``ratio``, wholly inside the picture) holds a whole
+    face yet is 1.8-2.6x its size, so that the crop's IoU with every face is below ``max_iou``:
+    a detector box far too large, or a face too small to be the crop's subject.
     """
     sizes = face_boxes[:, 2:] - face_boxes[:, :2]
     found: list[tuple[np.ndarray, str]] = []
@@ -73,17 +79,32 @@ def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int
                 if w >= width or h >= height or w < 8 or h < 8:
                     continue
                 x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
-                candidate = np.array([x1, y1, x1 + w, y1 + h])
+                candidate = judged = np.array([x1, y1, x1 + w, y1 + h])
+            elif kind == "loose":
+                crop_size = sizes[face] * np.exp(rng.uniform(np.log(1.8), np.log(2.6))) * [1.0, rng.uniform(0.9, 1.1)]
+                # The face lies anywhere inside the crop.
+                centre = ((face_boxes[face, :2] + face_boxes[face, 2:]) / 2
+                          + rng.uniform(-0.5, 0.5, 2) * np.maximum(crop_size - sizes[face], 0))
+                half = crop_size / (1 + 2 * ratio) / 2
+                candidate = np.concatenate([centre - half, centre + half])
+                # Its crop is what must not be a face. Wholly inside the picture: a crop cut by the
+                # picture's edge could be the clamped crop of a face there.
+                judged = expand_box(candidate, ratio)
+                face_centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2
+                if ((judged[:2] < 0).any() or judged[2] > width or judged[3] > height
+                        or (face_centre < judged[:2]).any() or (face_centre > judged[2:]).any()):
+                    continue
             else:
                 scale = np.exp(rng.uniform(np.log(0.7), np.log(1.4), 2))
                 # Shifted by 0.3 to 0.9 of the face's size along each axis: IoU mostly 0.1 to 0.4.
                 shift = rng.uniform(0.3, 0.9, 2) * rng.choice([-1.0, 1.0], 2)
                 centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2 + shift * sizes[face]
                 half = sizes[face] * scale / 2
-                candidate = np.clip(np.concatenate([centre - half, centre + half]), 0, [width, height, width, height])
+                candidate = judged = np.clip(np.concatenate([centre - half, centre + half]), 0,
+                                             [width, height, width, height])
                 if (candidate[2:] - candidate[:2]).min() < 8 or iou(candidate, face_boxes[face:face + 1])[0] < 0.1:
                     continue
-            if iou(candidate, face_boxes).max() < max_iou:
+            if iou(judged, face_boxes).max() < max_iou:
                 found.append((candidate, kind))
                 break
     return found
@@ -129,7 +150,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
                 labels=None, box_file=None, folders=None, test_ratio: float = 0.1, val_ratio: float = 0.0,
                 seed: int = 0, strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
                 ratio: float = EXPAND_RATIO, yaw: bool = False, detector=None, detector_threshold: float = 0.1,
-                detector_negatives: int = 3) -> dict:
+                detector_negatives: int = 3, negative_kinds=DEFAULT_NEGATIVE_KINDS) -> dict:
     """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
     ``test_pictures.txt`` and ``lists.json``; returns a summary dict.
 
@@ -176,7 +197,8 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         faces = by_image[image]
         entries += [to_list_entry(face, width, height, ratio) for face in faces]
         face_boxes = np.stack([face.box for face in faces])
-        found = sample_negatives(face_boxes, width, height, negatives, neg_iou, rng) if negatives else []
+        found = (sample_negatives(face_boxes, width, height, negatives, neg_iou, rng, kinds=negative_kinds,
+                                  ratio=ratio) if negatives else [])
         if finder is not None:
             found += detector_mistakes(finder, image, face_boxes, neg_iou, detector_negatives)
         for box, kind in found:
