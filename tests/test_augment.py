@@ -1,6 +1,7 @@
 import torch
 
-from landmarks.data.augment import ColorJitter, RandomAffine, RandomHorizontalFlip, affine_warp, hflip
+from landmarks.data.augment import (ColorJitter, RandomAffine, RandomHorizontalFlip, RandomLowResolution, affine_warp,
+                                     hflip)
 from landmarks.data.scheme import load_scheme
 
 FLIP = load_scheme("course21").flip_permutation
@@ -84,3 +85,16 @@ def test_color_jitter_keeps_points_and_range():
     out, same = ColorJitter(0.5, 0.5)(image, points, g)
     assert torch.equal(same, points) and out.min() >= 0 and out.max() <= 255
     assert not torch.allclose(out, image)
+
+
+def test_low_resolution_blurs_the_chosen_samples_only_and_keeps_the_points():
+    generator = torch.Generator().manual_seed(0)
+    # A one-pixel checkerboard: all its energy is at the finest scale, which shrinking removes.
+    board = ((torch.arange(112)[:, None] + torch.arange(112)[None, :]) % 2 * 255.0).expand(4, 1, 112, 112)
+    points = torch.rand(4, 21, 2) * 112
+    blurred, kept = RandomLowResolution(p=1.0, sizes=(16, 48))(board, points, generator)
+    assert blurred.shape == board.shape and torch.equal(kept, points)
+    assert (blurred.std(dim=(1, 2, 3)) < 0.2 * board.std(dim=(1, 2, 3))).all()
+    assert abs(blurred.mean() - board.mean()) < 2.0  # brightness kept
+    untouched, _ = RandomLowResolution(p=0.0)(board, points, generator)
+    assert torch.equal(untouched, board)

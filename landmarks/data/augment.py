@@ -145,6 +145,27 @@ class RandomErasing:
         return torch.where(mask[:, None], noise, image), points
 
 
+class RandomLowResolution:
+    """Small or blurred faces: with probability ``p`` a sample is shrunk to a random side of
+    ``sizes`` pixels (area averaging) and brought back to its size (bilinear); points stay."""
+
+    def __init__(self, p: float = 0.3, sizes=(16, 48)):
+        self.p, self.sizes = p, sizes
+
+    def __call__(self, image, points, generator=None):
+        b, _, h, w = image.shape
+        chosen = torch.rand(b, generator=generator) < self.p
+        sides = torch.randint(self.sizes[0], self.sizes[1] + 1, (b,), generator=generator)
+        if not chosen.any():
+            return image, points
+        image = image.clone()
+        for i in torch.nonzero(chosen).flatten().tolist():
+            side = int(sides[i])
+            small = F.interpolate(image[i:i + 1], size=(side, side), mode="area")
+            image[i:i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        return image, points
+
+
 class Compose:
     def __init__(self, steps):
         self.steps = list(steps)
@@ -170,6 +191,7 @@ class AugmentSettings:
     brightness: float = _setting(0.0, "max brightness change")
     contrast: float = _setting(0.0, "max contrast change")
     erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
+    lowres: float = _setting(0.0, "probability of shrinking a crop to 16-48 px and back (small, blurred faces)")
 
     @property
     def geometric(self) -> bool:
@@ -177,7 +199,7 @@ class AugmentSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase)
+        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.lowres)
 
 
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
@@ -190,6 +212,8 @@ def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutatio
         steps.append(ColorJitter(settings.brightness, settings.contrast))
     if settings.erase:
         steps.append(RandomErasing(settings.erase))
+    if settings.lowres:
+        steps.append(RandomLowResolution(settings.lowres))
     return Compose(steps)
 
 
