@@ -53,6 +53,19 @@ def box_scale(box) -> np.ndarray:
     return np.sqrt(np.prod(np.maximum(box_size(box), 1.0), axis=-1))
 
 
+def box_centre(box) -> np.ndarray:
+    """``[..., 4]`` boxes -> ``[..., 2]`` centres."""
+    box = np.asarray(box, dtype=np.float64)
+    return (box[..., :2] + box[..., 2:]) / 2
+
+
+def contains(box, points) -> np.ndarray:
+    """Which of ``[N, 2]`` points lie in one ``[4]`` box, edges included -> ``[N]`` bool."""
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return ((points >= box[:2]) & (points <= box[2:])).all(1)
+
+
 def to_crop(points, region, size) -> np.ndarray:
     """Map points in image pixels into a crop of ``region`` resized to ``size=(w, h)``.
 

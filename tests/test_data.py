@@ -92,6 +92,26 @@ def test_negatives_stay_clear_of_every_face_and_partial_ones_overlap_one():
     assert all(0 <= box[0] < box[2] <= 300 and 0 <= box[1] < box[3] <= 200 for box, _ in found)
 
 
+def test_detector_mistakes_are_boxes_off_every_face(tmp_path):
+    import cv2
+
+    from landmarks.data.lists import detector_mistakes
+    image = tmp_path / "p.png"
+    cv2.imwrite(str(image), np.zeros((200, 300, 3), np.uint8))
+    faces = np.array([[100.0, 50.0, 150.0, 100.0]])
+    boxes = np.array([[90.0, 40.0, 200.0, 150.0],    # holds the face's centre, IoU 0.21
+                      [120.0, 70.0, 260.0, 190.0],   # holds the face's centre, its own centre off the face
+                      [130.0, 80.0, 170.0, 120.0],   # centred on the face's edge, IoU 0.11
+                      [10.0, 10.0, 60.0, 60.0],      # off every face
+                      [200.0, 120.0, 260.0, 180.0],  # off every face, scored higher
+                      [250.0, 10.0, 252.0, 40.0]])   # too thin to be a crop
+    scores = np.array([0.9, 0.8, 0.7, 0.3, 0.6, 0.95])
+    mistakes = detector_mistakes(lambda rgb: (boxes, scores), image, faces, 0.3, count=3)
+    assert [box.tolist() for box, _ in mistakes] == [boxes[4].tolist(), boxes[3].tolist()]
+    assert {kind for _, kind in mistakes} == {"detector"}
+    assert len(detector_mistakes(lambda rgb: (boxes, scores), image, faces, 0.3, count=1)) == 1
+
+
 def test_loose_negatives_are_crops_around_a_whole_face_that_fills_too_little_of_them():
     faces = np.array([[100.0, 60.0, 150.0, 110.0], [20.0, 20.0, 60.0, 60.0]])
     found = sample_negatives(faces, 400, 300, count=8, max_iou=0.3, rng=np.random.default_rng(0), kinds=("loose",))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from landmarks.data.scheme import load_scheme
-from landmarks.geometry import (clamp_box, crop_box, expand_box, flip_points,
+from landmarks.geometry import (box_centre, clamp_box, contains, crop_box, expand_box, flip_points,
                                 from_crop, iou, to_crop)
 
 
@@ -54,3 +54,12 @@ def test_covered_share_is_the_part_of_a_box_inside_each_other_box():
     from landmarks.geometry import covered_share
     shares = covered_share([0, 0, 10, 10], [[0, 0, 10, 10], [5, 0, 20, 10], [-5, -5, 5, 5], [20, 20, 30, 30]])
     assert shares.tolist() == [1.0, 0.5, 0.25, 0.0]
+
+
+def test_box_centres_and_which_points_a_box_contains():
+    boxes = np.array([[0.0, 0.0, 10.0, 20.0], [4.0, 6.0, 8.0, 8.0]])
+    assert np.allclose(box_centre(boxes), [[5.0, 10.0], [6.0, 7.0]])
+    assert np.allclose(box_centre(boxes[1]), [6.0, 7.0])
+    points = np.array([[0.0, 0.0], [10.0, 20.0], [5.0, 21.0], [-0.1, 5.0]])
+    assert contains(boxes[0], points).tolist() == [True, True, False, False]  # edges count
+    assert contains(boxes[1], [6.0, 7.0]).tolist() == [True]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..geometry import crop_box, expand_box, iou
+from ..geometry import box_centre, contains, crop_box, expand_box, iou
 from .formats import read_source
 from .images import image_size
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
@@ -68,6 +68,7 @@ def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int
     a detector box far too large, or a face too small to be the crop's subject.
     """
     sizes = face_boxes[:, 2:] - face_boxes[:, :2]
+    centres = box_centre(face_boxes)
     found: list[tuple[np.ndarray, str]] = []
     for n in range(count * len(face_boxes)):
         kind = kinds[n % len(kinds)]
@@ -83,22 +84,20 @@ def sample_negatives(face_boxes: np.ndarray, width: int, height: int, count: int
             elif kind == "loose":
                 crop_size = sizes[face] * np.exp(rng.uniform(np.log(1.8), np.log(2.6))) * [1.0, rng.uniform(0.9, 1.1)]
                 # The face lies anywhere inside the crop.
-                centre = ((face_boxes[face, :2] + face_boxes[face, 2:]) / 2
-                          + rng.uniform(-0.5, 0.5, 2) * np.maximum(crop_size - sizes[face], 0))
+                centre = centres[face] + rng.uniform(-0.5, 0.5, 2) * np.maximum(crop_size - sizes[face], 0)
                 half = crop_size / (1 + 2 * ratio) / 2
                 candidate = np.concatenate([centre - half, centre + half])
                 # Its crop is what must not be a face. Wholly inside the picture: a crop cut by the
                 # picture's edge could be the clamped crop of a face there.
                 judged = expand_box(candidate, ratio)
-                face_centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2
                 if ((judged[:2] < 0).any() or judged[2] > width or judged[3] > height
-                        or (face_centre < judged[:2]).any() or (face_centre > judged[2:]).any()):
+                        or not contains(judged, centres[face])[0]):
                     continue
             else:
                 scale = np.exp(rng.uniform(np.log(0.7), np.log(1.4), 2))
                 # Shifted by 0.3 to 0.9 of the face's size along each axis: IoU mostly 0.1 to 0.4.
                 shift = rng.uniform(0.3, 0.9, 2) * rng.choice([-1.0, 1.0], 2)
-                centre = (face_boxes[face, :2] + face_boxes[face, 2:]) / 2 + shift * sizes[face]
+                centre = centres[face] + shift * sizes[face]
                 half = sizes[face] * scale / 2
                 candidate = judged = np.clip(np.concatenate([centre - half, centre + half]), 0,
                                              [width, height, width, height])
@@ -117,11 +116,11 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
     face's size around it overlaps it little, yet shows the face)."""
     from .images import load_image
     boxes, scores = finder(load_image(image, 3))
-    centres = (face_boxes[:, :2] + face_boxes[:, 2:]) / 2
+    centres = box_centre(face_boxes)
 
     def on_a_face(box) -> bool:
-        own = (box[:2] + box[2:]) / 2
-        holds = ((centres >= box[:2]) & (centres <= box[2:])).all(1).any()
+        own = box_centre(box)
+        holds = contains(box, centres).any()
         inside = ((own >= face_boxes[:, :2]) & (own <= face_boxes[:, 2:])).all(1).any()
         return bool(holds or inside or iou(box, face_boxes).max() >= max_iou)
 
