@@ -112,6 +112,48 @@ def test_detector_mistakes_are_boxes_off_every_face(tmp_path):
     assert len(detector_mistakes(lambda rgb: (boxes, scores), image, faces, 0.3, count=1)) == 1
 
 
+def test_finder_framed_faces_pairs_each_face_with_the_second_look_box_that_overlaps_it_most(tmp_path):
+    import cv2
+
+    from landmarks.data.lists import finder_framed_faces
+    image = tmp_path / "p.png"
+    cv2.imwrite(str(image), np.zeros((200, 300, 3), np.uint8))
+    faces = np.array([[100.0, 50.0, 150.0, 100.0], [10.0, 10.0, 30.0, 30.0], [200.0, 100.0, 260.0, 160.0]])
+    looked = np.array([[98.0, 48.0, 156.0, 106.0],   # the first face, looser
+                       [102.0, 52.0, 148.0, 98.0],   # the first face, closer: chosen
+                       [8.0, 8.0, 40.0, 40.0],       # the small face, 1.6x: IoU 0.39, too far off
+                       [180.0, 80.0, 240.0, 140.0]])  # the third face: IoU 0.29
+
+    class Marker:
+        def find(self, rgb):
+            assert rgb.shape == (200, 300, 3)
+            return np.zeros((len(looked), 4)), np.ones(len(looked))
+
+        def first_look(self, rgb, boxes, scores):
+            return [], [], looked
+
+    framed = finder_framed_faces(Marker(), image, faces)
+    assert [(index, box.tolist()) for index, box in framed] == [(0, looked[1].tolist())]
+    assert [index for index, _ in finder_framed_faces(Marker(), image, faces, min_iou=0.25)] == [0, 1, 2]
+
+
+def test_framed_positives_add_training_faces_cropped_where_the_pipeline_looks(sample_dir, tmp_path):
+    plain = build_lists(sample_dir, tmp_path / "plain", test_ratio=0.2, seed=0, negatives=1)
+    summary = build_lists(sample_dir, tmp_path / "framed", test_ratio=0.2, seed=0, negatives=1,
+                          framed_positives="stage3")
+    for name in ("test", "test_pictures", "train_pictures"):  # only the training crops change
+        assert (tmp_path / "plain" / f"{name}.txt").read_text() == (tmp_path / "framed" / f"{name}.txt").read_text()
+    train = read_list(tmp_path / "framed" / "train.txt").entries
+    framed = [e for e in train if e.attributes.get("framing") == "finder"]
+    faces = [e for e in train if e.is_face and "framing" not in e.attributes]
+    assert summary["framed_faces"] == len(framed) and len(framed) >= 0.8 * len(faces)
+    assert len(train) == plain["train_lines"] + len(framed)
+    for entry in framed:  # the same face's points, in image pixels, from another crop
+        twins = [f for f in faces if f.image == entry.image]
+        same = [f for f in twins if np.allclose(f.points + f.box[:2], entry.points + entry.box[:2], atol=2e-3)]
+        assert len(same) == 1 and iou(same[0].box, entry.box[None])[0] > 0.4
+
+
 def test_loose_negatives_are_crops_around_a_whole_face_that_fills_too_little_of_them():
     faces = np.array([[100.0, 60.0, 150.0, 110.0], [20.0, 20.0, 60.0, 60.0]])
     found = sample_negatives(faces, 400, 300, count=8, max_iou=0.3, rng=np.random.default_rng(0), kinds=("loose",))

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector-negatives", metavar="DETECTOR", default=None,
                         help="add a face detector's false positives on each picture as non-faces of kind detector "
                              "(a detector checkpoint or shipped name, or haar)")
+    parser.add_argument("--framed-positives", metavar="MODEL", default=None,
+                        help="add each training face once more, cropped where MODEL's whole-picture pipeline looks "
+                             "at it (the finder of --detector-negatives, else the shipped one; then the box MODEL's "
+                             "first points give), so the face branch learns the looser crops of small faces "
+                             "(a landmark checkpoint or shipped name; default: none)")
     parser.add_argument("--detector-threshold", type=float, default=0.1,
                         help="with --detector-negatives: the lowest score a false positive is taken from")
     parser.add_argument("--expand", type=float, default=EXPAND_RATIO,
@@ -82,13 +87,16 @@ def main(argv=None) -> int:
                               val_ratio=args.val_ratio,
                               seed=args.seed, strict=args.strict, negatives=args.negatives, neg_iou=args.neg_iou,
                               ratio=args.expand, yaw=args.yaw, detector=args.detector_negatives,
-                              detector_threshold=args.detector_threshold, negative_kinds=args.negative_kinds)
+                              detector_threshold=args.detector_threshold, negative_kinds=args.negative_kinds,
+                              framed_positives=args.framed_positives)
         scheme = summary["scheme"]
         print(f"{summary['summary']}; {summary['images']} images -> "
               f"{args.out_dir / 'train.txt'} ({summary['train_lines']} lines, "
               f"{summary['train_non_faces']} non-faces), {args.out_dir / 'test.txt'} "
               f"({summary['test_lines']} lines, {summary['test_non_faces']} non-faces)"
-              + (f", val.txt ({summary['val_lines']} lines)" if summary["val_lines"] else ""))
+              + (f", val.txt ({summary['val_lines']} lines)" if summary["val_lines"] else "")
+              + (f"; {summary['framed_faces']} of the training lines are faces framed by the finder"
+                 if args.framed_positives else ""))
         print(f"scheme {scheme.name} ({scheme.num_points} points); face box as shares of the points' tight box: "
               f"{list(scheme.face_box)}")
         for name, counts in summary["attribute_counts"].items():

@@ -129,6 +129,27 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
     return mistakes[:count]
 
 
+def finder_framed_faces(marker, image: Path, face_boxes: np.ndarray, min_iou: float = 0.4) -> list[tuple[int, np.ndarray]]:
+    """Where the whole-picture pipeline looks at the faces of ``image``: ``marker``'s finder, its
+    first look, and the face box those points give (the second look's) -> (face index, box) for
+    each annotated face with such a box at IoU ``min_iou`` or more, the closest one.
+
+    For a small face that box is looser than the annotation (its first points spread), and the
+    face branch must still call the crop a face."""
+    from .images import load_image
+    rgb = load_image(image, 3)
+    boxes, scores = marker.find(rgb)
+    _, _, looked = marker.first_look(rgb, boxes, scores)
+    framed = []
+    for index, face_box in enumerate(face_boxes):
+        if len(looked):
+            overlap = iou(face_box, looked)
+            best = int(overlap.argmax())
+            if overlap[best] >= min_iou:
+                framed.append((index, looked[best]))
+    return framed
+
+
 def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
     """Median position of face boxes [N, 4] as shares of the tight box of their points [N, K, 2]."""
     low, high = points.min(axis=1), points.max(axis=1)
@@ -149,7 +170,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
                 labels=None, box_file=None, folders=None, test_ratio: float = 0.1, val_ratio: float = 0.0,
                 seed: int = 0, strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
                 ratio: float = EXPAND_RATIO, yaw: bool = False, detector=None, detector_threshold: float = 0.1,
-                detector_negatives: int = 3, negative_kinds=DEFAULT_NEGATIVE_KINDS) -> dict:
+                detector_negatives: int = 3, negative_kinds=DEFAULT_NEGATIVE_KINDS, framed_positives=None) -> dict:
     """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
     ``test_pictures.txt`` and ``lists.json``; returns a summary dict.
 
@@ -160,7 +181,12 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     ``detector`` (a face finder, see landmarks.inference.faces.make_finder) adds its false
     positives on each picture, scoring ``detector_threshold`` or more, as non-faces of kind
     ``detector`` (at most ``detector_negatives`` a picture, best-scored first): the mistakes a
-    whole-picture pipeline asks the face branch to catch."""
+    whole-picture pipeline asks the face branch to catch.
+
+    ``framed_positives`` (a landmark model) adds each training face a second time, cropped where
+    the whole-picture pipeline of that model looks at it (see finder_framed_faces; the finder is
+    ``detector``, else the shipped one, at its own threshold), with ``framing=finder``. Only the
+    training part gets them: validation and test crops stay framed by the annotations."""
     report = Report(strict=strict)
     target = load_scheme(scheme) if isinstance(scheme, (str, Path)) else scheme
     source = read_source(fmt, Path(data_dir), report, folders=folders, labels=labels, box_file=box_file,
@@ -209,6 +235,11 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         # A share of all pictures, taken from the training ones with another seed.
         share = val_ratio / max(1.0 - test_ratio, 1e-9)
         parts["train"], parts["val"] = split_by_image(train, lambda e: e.image, min(share, 1.0), seed + 1)
+    framed = 0
+    if framed_positives is not None:
+        extra = framed_entries(framed_positives, detector, parts["train"], annotations, ratio)
+        framed = len(extra)
+        parts["train"] = parts["train"] + extra
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labelled = negatives > 0 or finder is not None
@@ -221,16 +252,43 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     info = ListInfo(target, ratio, attributes,
                     {"format": fmt, "source_scheme": source.scheme.name, "seed": seed, "test_ratio": test_ratio,
                      "val_ratio": val_ratio,
-                     "negatives": negatives, "neg_iou": neg_iou})
+                     "negatives": negatives, "neg_iou": neg_iou,
+                     **({"framed_positives": str(framed_positives)} if framed_positives is not None else {})})
     write_list_info(out_dir, info)
     return {
         "faces_kept": report.kept, "lines_skipped": report.skipped,
         "negatives_clamped": report.clamped,
         "train_lines": len(train), "test_lines": len(test), "val_lines": len(parts.get("val", [])),
-        "train_non_faces": sum(not e.is_face for e in train),
+        "train_non_faces": sum(not e.is_face for e in train), "framed_faces": framed,
         "test_non_faces": sum(not e.is_face for e in test),
         "images": len(by_image), "summary": report.summary(), "scheme": target,
         "attribute_counts": {name: np.bincount([int(a.attributes[name]) for a in annotations],
                                                minlength=len(classes)).tolist()
                              for name, classes in attributes.items()},
     }
+
+
+def framed_entries(model, detector, train: list[ListEntry], annotations: list[Annotation],
+                   ratio: float) -> list[ListEntry]:
+    """The training faces once more, each cropped where ``model``'s whole-picture pipeline looks
+    at it (finder_framed_faces), marked ``framing=finder``."""
+    from tqdm import tqdm
+
+    from ..inference.landmarker import Landmarker
+    marker = Landmarker(model, detector=detector if detector is not None else "default")
+    images = sorted({e.image for e in train}, key=str)
+    by_image: dict[Path, list[Annotation]] = defaultdict(list)
+    for annotation in annotations:
+        by_image[annotation.image].append(annotation)
+    entries = []
+    for image in tqdm(images, desc="framed faces", unit="img", leave=False, disable=None):
+        faces = by_image[image]
+        if not faces:
+            continue
+        width, height = image_size(image)
+        for index, box in finder_framed_faces(marker, image, np.stack([face.box for face in faces])):
+            face = faces[index]
+            crop = crop_box(box, width, height, ratio)
+            entries.append(ListEntry(face.image, crop, face.points - crop[:2], face.source,
+                                     attributes={**face.attributes, "framing": "finder"}))
+    return entries

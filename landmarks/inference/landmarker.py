@@ -94,7 +94,7 @@ class Landmarker:
             self.spec = loaded.spec
             self.model = loaded.spec.inference_model(loaded.net, test_flip).to(self.device)
             # The first look only places the second one: no flip averaging there (half the work).
-            self.first_look = loaded.spec.inference_model(loaded.net, False).to(self.device)
+            self.quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
             self.session = None
         else:
             raise UsageError(f"backend must be torch or onnxruntime, got {backend!r}")
@@ -114,7 +114,7 @@ class Landmarker:
         if self.session is not None:
             outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy()})
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
-        model = self.first_look if first_look else self.model
+        model = self.quick_model if first_look else self.model
         with torch.no_grad():
             points, prob = split_inference(model(batch.to(self.device)))
         return points.cpu().numpy(), None if prob is None else prob.cpu().numpy()
@@ -167,13 +167,19 @@ class Landmarker:
         rgb = as_image(image)
         if not self.refine:
             return merge_duplicates(self.landmarks(rgb, boxes, scores))
-        first = self.landmarks(rgb, boxes, scores, verify=False, first_look=True)
-        looked = [f for f in first if f.points is not None]
+        first, looked, second_boxes = self.first_look(rgb, boxes, scores)
         if not looked:
             return first
-        again = self.landmarks(rgb, self.scheme.face_boxes(np.stack([f.points for f in looked])),
-                               [f.score for f in looked])
-        return merge_duplicates(again)
+        return merge_duplicates(self.landmarks(rgb, second_boxes, [f.score for f in looked]))
+
+    def first_look(self, image, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
+        """The quick look at candidate boxes -> (a Face per box, those with points, and the face
+        boxes [M, 4] their points give: where the second look crops)."""
+        first = self.landmarks(image, boxes, scores, verify=False, first_look=True)
+        looked = [f for f in first if f.points is not None]
+        second_boxes = (self.scheme.face_boxes(np.stack([f.points for f in looked])) if looked
+                        else np.zeros((0, 4)))
+        return first, looked, second_boxes
 
     def detect(self, image) -> list[Face]:
         """Find faces in a picture (path or RGB array) and their landmarks."""
