@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--beta", type=float, default=OneEuroSettings.beta,
                    help="One Euro filter speed coefficient: higher lags less on fast moves (default: %(default)s)")
     q.add_argument("--min-face-prob", type=float, default=None,
-                   help="models with a face branch: drop crops it scores below this, in predict and in "
-                        "--predictions-out (default: the model's face_threshold, 0.5)")
+                   help="models with a face branch: a crop is a face from this probability on, in test "
+                        "(crops and pictures), predict and --predictions-out (default: the model's face_threshold)")
     q.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="predict with PyTorch or an exported ONNX file given as --model (default: torch)")
     q.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
@@ -376,6 +376,8 @@ def phase_test(args) -> int:
         return test_pictures(args)
     loaded, _ = load_for_inference(args)
     spec = loaded.spec
+    if args.min_face_prob is not None:  # the accuracy at another operating point
+        spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, face_threshold=args.min_face_prob))
     device = resolve_device(args.device)
     _, test_list = ensure_lists(args, spec.config.seed) if args.test_list is None else (None, args.test_list)
     data = read_list_for(test_list, spec, args)

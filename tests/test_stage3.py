@@ -62,9 +62,14 @@ def test_stage3_train_and_test_report_per_class_accuracy(sample_dir, tmp_path):
     assert len(lines) == predicted_faces
     # --min-face-prob sets where a crop counts as a face for --predictions-out too.
     every = tmp_path / "every.txt"
+    at_zero = tmp_path / "m0.json"
     assert main(["--phase", "test", "--model", str(tmp_path / "runs" / "s3" / "last.pt"), "--test-list",
-                 str(lists / "test.txt"), "--predictions-out", str(every), "--min-face-prob", "0", *common]) == 0
+                 str(lists / "test.txt"), "--predictions-out", str(every), "--min-face-prob", "0",
+                 "--metrics-json", str(at_zero), *common]) == 0
     assert len(every.read_text().splitlines()) == len(data.entries)
+    # ... and for the accuracy: at 0 every crop is a face.
+    zero = json.loads(at_zero.read_text())
+    assert zero["acc_face"] == 1.0 and zero["acc_nonface"] == 0.0 and zero["nme_box"] == metrics["nme_box"]
     # Each kind of non-face gets its own accuracy.
     assert {"acc_nonface_random", "acc_nonface_partial"} <= set(metrics)
 
