@@ -117,3 +117,32 @@ def test_an_auxiliary_task_stops_when_its_validation_loss_stalls():
     again = LandmarkTask(spec, spec.codec(spec.build()))
     again.load_state_dict(task.state_dict())  # resumed runs keep the decision
     assert again.active_aux() == {}
+
+
+def test_derived_points_scores_a_models_points_in_a_scheme_derived_from_its_own(sample_lists):
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from landmarks.data.labels import read_picture_list
+    from landmarks.data.scheme import load_scheme
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "derived_points.py"))
+    pictures = read_picture_list(sample_lists / "test_pictures.txt")[0]
+    truth = {tuple(np.round(box, 3)): points for p in pictures for box, points in zip(p.boxes, p.points)}
+    course, five = load_scheme("course21"), load_scheme("five")
+
+    class Marker:  # answers each annotated face's points, moved right by ``shift`` pixels
+        scheme = course
+
+        def __init__(self, shift):
+            self.shift = np.array([shift, 0.0])
+
+        def landmarks(self, rgb, boxes, verify):
+            assert not verify
+            return [SimpleNamespace(points=truth[tuple(np.round(box, 3))] + self.shift) for box in boxes]
+
+    assert script["derived_metrics"](Marker(0.0), pictures, five)["nme_io"] == 0.0
+    moved = script["derived_metrics"](Marker(2.0), pictures, five)
+    eyes = np.array([five.convert(points, course)[list(five.interocular)] for points in truth.values()])
+    expected = np.mean(2.0 / np.linalg.norm(eyes[:, 0] - eyes[:, 1], axis=1)) * 100
+    assert moved["faces"] == len(truth) and moved["nme_io"] == pytest.approx(expected)
