@@ -132,9 +132,10 @@ def test_finder_framed_faces_pairs_each_face_with_the_second_look_box_that_overl
         def first_look(self, rgb, boxes, scores):
             return [], [], looked
 
-    framed = finder_framed_faces(Marker(), image, faces)
+    rgb = load_image(image, 3)
+    framed = finder_framed_faces(Marker(), rgb, faces)
     assert [(index, box.tolist()) for index, box in framed] == [(0, looked[1].tolist())]
-    assert [index for index, _ in finder_framed_faces(Marker(), image, faces, min_iou=0.25)] == [0, 1, 2]
+    assert [index for index, _ in finder_framed_faces(Marker(), rgb, faces, min_iou=0.25)] == [0, 1, 2]
 
 
 def test_framed_positives_add_training_faces_cropped_where_the_pipeline_looks(sample_dir, tmp_path):

@@ -129,24 +129,24 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
     return mistakes[:count]
 
 
-def finder_framed_faces(marker, image: Path, face_boxes: np.ndarray, min_iou: float = 0.4) -> list[tuple[int, np.ndarray]]:
-    """Where the whole-picture pipeline looks at the faces of ``image``: ``marker``'s finder, its
-    first look, and the face box those points give (the second look's) -> (face index, box) for
-    each annotated face with such a box at IoU ``min_iou`` or more, the closest one.
+def finder_framed_faces(marker, rgb: np.ndarray, face_boxes: np.ndarray,
+                        min_iou: float = 0.4) -> list[tuple[int, np.ndarray]]:
+    """Where the whole-picture pipeline looks at the faces of an RGB picture: ``marker``'s finder,
+    its first look, and the face box those points give (the second look's) -> (face index, box)
+    for each annotated face with such a box at IoU ``min_iou`` or more, the closest one.
 
     For a small face that box is looser than the annotation (its first points spread), and the
     face branch must still call the crop a face."""
-    from .images import load_image
-    rgb = load_image(image, 3)
     boxes, scores = marker.find(rgb)
     _, _, looked = marker.first_look(rgb, boxes, scores)
+    if not len(looked):
+        return []
     framed = []
     for index, face_box in enumerate(face_boxes):
-        if len(looked):
-            overlap = iou(face_box, looked)
-            best = int(overlap.argmax())
-            if overlap[best] >= min_iou:
-                framed.append((index, looked[best]))
+        overlap = iou(face_box, looked)
+        best = int(overlap.argmax())
+        if overlap[best] >= min_iou:
+            framed.append((index, looked[best]))
     return framed
 
 
@@ -237,7 +237,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         parts["train"], parts["val"] = split_by_image(train, lambda e: e.image, min(share, 1.0), seed + 1)
     framed = 0
     if framed_positives is not None:
-        extra = framed_entries(framed_positives, detector, parts["train"], annotations, ratio)
+        extra = framed_entries(framed_positives, detector, parts["train"], by_image, ratio)
         framed = len(extra)
         parts["train"] = parts["train"] + extra
     out_dir = Path(out_dir)
@@ -268,27 +268,22 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     }
 
 
-def framed_entries(model, detector, train: list[ListEntry], annotations: list[Annotation],
+def framed_entries(model, detector, train: list[ListEntry], by_image: dict[Path, list[Annotation]],
                    ratio: float) -> list[ListEntry]:
-    """The training faces once more, each cropped where ``model``'s whole-picture pipeline looks
-    at it (finder_framed_faces), marked ``framing=finder``."""
+    """The training faces once more (``by_image``: each picture's annotations), each cropped where
+    ``model``'s whole-picture pipeline looks at it (finder_framed_faces), marked ``framing=finder``."""
     from tqdm import tqdm
 
     from ..inference.landmarker import Landmarker
+    from .images import load_image
     marker = Landmarker(model, detector=detector if detector is not None else "default")
     images = sorted({e.image for e in train}, key=str)
-    by_image: dict[Path, list[Annotation]] = defaultdict(list)
-    for annotation in annotations:
-        by_image[annotation.image].append(annotation)
     entries = []
     for image in tqdm(images, desc="framed faces", unit="img", leave=False, disable=None):
         faces = by_image[image]
-        if not faces:
-            continue
-        width, height = image_size(image)
-        for index, box in finder_framed_faces(marker, image, np.stack([face.box for face in faces])):
-            face = faces[index]
-            crop = crop_box(box, width, height, ratio)
-            entries.append(ListEntry(face.image, crop, face.points - crop[:2], face.source,
-                                     attributes={**face.attributes, "framing": "finder"}))
+        rgb = load_image(image, 3)
+        height, width = rgb.shape[:2]
+        for index, box in finder_framed_faces(marker, rgb, np.stack([face.box for face in faces])):
+            framed = replace(faces[index], box=box, attributes={**faces[index].attributes, "framing": "finder"})
+            entries.append(to_list_entry(framed, width, height, ratio))
     return entries
