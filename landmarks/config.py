@@ -72,8 +72,9 @@ class Config:
     cls_weight: float = setting(1.0, "a, weight of the classification loss")
     landmark_weight: float = setting(1.0, "b, weight of the landmark loss")
     class_weights: tuple[float, float] = setting((1.0, 1.0), "cross-entropy weights non-face,face")
-    teacher: str = setting("", "distillation: a landmark model (checkpoint or shipped name) whose points on the "
-                           "training crops are a second target", default_text="none")
+    teacher: str = setting("", "distillation: a landmark model (checkpoint or shipped name) of the run's scheme, "
+                           "or of one it derives from, whose points on the training crops are a second "
+                           "target", default_text="none")
     distill_weight: float = setting(1.0, "weight of the loss against the teacher's points")
     aux: tuple[str, ...] = setting((), "attributes to learn beside the landmarks (TCDCN), each name or "
                                    "name=weight, e.g. yaw or yaw=0.5,smile", default_text="none")

@@ -10,6 +10,7 @@ import torch
 from landmarks.checkpoint import load_model
 from landmarks.data import build_lists
 from landmarks.detector import main
+from landmarks.errors import UsageError
 from landmarks.geometry import crop_box
 
 from conftest import run_main, train_args
@@ -146,3 +147,33 @@ def test_derived_points_scores_a_models_points_in_a_scheme_derived_from_its_own(
     eyes = np.array([five.convert(points, course)[list(five.interocular)] for points in truth.values()])
     expected = np.mean(2.0 / np.linalg.norm(eyes[:, 0] - eyes[:, 1], axis=1)) * 100
     assert moved["faces"] == len(truth) and moved["nme_io"] == pytest.approx(expected)
+
+
+def teacher_error_px(teacher, student, lists):
+    """Teacher points for a list's crops, and their median distance from the annotated points
+    (pixels of a 112-pixel crop)."""
+    from landmarks.data.dataset import FaceLandmarksDataset
+    from landmarks.data.labels import read_list
+    from landmarks.train.distill import teacher_points
+
+    entries = read_list(lists / "train.txt").entries
+    shares = teacher_points(teacher, student, FaceLandmarksDataset(entries, num_points=student.num_points))
+    truth = torch.tensor(np.stack([e.points / (e.box[2:] - e.box[:2]) for e in entries]), dtype=torch.float32)
+    assert shares.shape == truth.shape
+    return float(((shares - truth).norm(dim=-1).mean(dim=1) * 112).median())
+
+
+def test_a_teacher_gives_its_points_on_the_training_crops_in_the_runs_scheme(five_point_run, sample_lists):
+    from landmarks.checkpoint import resolve_model
+    from landmarks.train.distill import teacher_points
+
+    teacher = load_model(resolve_model("stage2"))  # the shipped 21-point model
+    # Its own scheme: the shipped model's points lie within a few pixels of the annotations.
+    assert teacher_error_px(teacher, teacher.spec, sample_lists) < 4.0
+    # A five-point run: the 21 points are converted as the scheme file says (eye centres, nose
+    # tip and mouth corners) and land as close.
+    five = load_model(five_point_run / "runs" / "five" / "last.pt")
+    assert teacher_error_px(teacher, five.spec, five_point_run / "lists") < 4.0
+    # A scheme the run's does not derive from is refused, naming both.
+    with pytest.raises(UsageError, match=r"predicts five \(5 points\), the run learns course21 \(21\), which does not"):
+        teacher_points(five, teacher.spec, None)
