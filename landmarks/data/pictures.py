@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..geometry import box_centre
 from .images import image_size, to_channels
 from .labels import Picture, Report
 
@@ -186,7 +187,7 @@ class PictureDataset:
         moved = boxes * scale + np.array([x0, y0, x0, y0])
         if flip:
             moved = np.stack([s - moved[:, 2], moved[:, 1], s - moved[:, 0], moved[:, 3]], 1)
-        centres = (moved[:, :2] + moved[:, 2:]) / 2
+        centres = box_centre(moved)
         inside = (centres >= 0).all(1) & (centres < s).all(1)
         return self.colour(crop, rng), moved[inside].reshape(-1, 4), scale
 
