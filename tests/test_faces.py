@@ -211,6 +211,17 @@ def test_the_api_takes_arrays_and_paths_alike(sample_dir):
     assert set(marker.timings) == {"detector_ms", "landmarks_ms"}
 
 
+def test_pictures_are_fitted_to_the_detector_padded_at_right_and_bottom_with_the_mean_colour():
+    from landmarks.data.pictures import PADDING_COLOUR, fit_picture
+    image = np.random.default_rng(0).integers(0, 256, (300, 350, 3), dtype=np.uint8)
+    canvas, scale = fit_picture(image, 448)
+    assert canvas.shape == (384, 448, 3) and canvas.dtype == np.uint8 and scale == 448 / 350
+    np.testing.assert_array_equal(canvas, cv2.resize(image, (448, 384), interpolation=cv2.INTER_LINEAR))
+    tall, _ = fit_picture(image[:, :40], 448)  # 40 x 300 -> 60 x 448, padded to 64 wide
+    assert tall.shape == (448, 64, 3)
+    assert (tall[:, 60:] == np.array(PADDING_COLOUR, np.uint8)).all() and not (tall[:, :60] == PADDING_COLOUR).all()
+
+
 def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path):
     """A folder with picture lists only (as packed for another machine) is not rebuilt from --data-dir."""
     from landmarks.data import build_lists
