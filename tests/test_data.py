@@ -129,7 +129,11 @@ def test_finder_framed_faces_pairs_each_face_with_the_second_look_box_that_overl
             assert rgb.shape == (200, 300, 3)
             return np.zeros((len(looked), 4)), np.ones(len(looked))
 
-        def first_look(self, rgb, boxes, scores):
+        def pixels(self, rgb):
+            return rgb[:, :, :1]
+
+        def first_look(self, pixels, boxes, scores):
+            assert pixels.shape == (200, 300, 1)
             return [], [], looked
 
     rgb = load_image(image, 3)

@@ -211,6 +211,25 @@ def test_the_api_takes_arrays_and_paths_alike(sample_dir):
     assert set(marker.timings) == {"detector_ms", "landmarks_ms"}
 
 
+def test_the_api_runs_a_copy_of_the_net_with_batch_norm_folded_and_the_same_points(sample_dir):
+    from landmarks.data.images import load_image
+    from landmarks.inference.landmarker import as_image
+    from landmarks.checkpoint import resolve_model
+    loaded = load_model(resolve_model("stage3"))
+    marker = Landmarker(loaded, detector=None, test_flip=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.net.modules())  # the caller's net is kept
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in marker.model.modules())
+    rgb = as_image(load_image(sample_dir / "I" / "000421.jpg", 3))
+    box = np.array([[60.0, 40.0, 200.0, 190.0]])
+    face = marker.landmarks(rgb, box, verify=False)[0]
+    crop = marker.crops(marker.pixels(rgb), face.crop_box[None])
+    with torch.no_grad():
+        shares, prob = loaded.spec.inference_model(loaded.net, False)(crop)
+    np.testing.assert_allclose(face.points, face.crop_box[:2] + shares[0].numpy() * (face.crop_box[2:] - face.crop_box[:2]),
+                               atol=1e-2)
+    assert abs(face.face_prob - float(prob[0])) < 1e-4
+
+
 def test_pictures_are_fitted_to_the_detector_padded_at_right_and_bottom_with_the_mean_colour():
     from landmarks.data.pictures import PADDING_COLOUR, fit_picture
     image = np.random.default_rng(0).integers(0, 256, (300, 350, 3), dtype=np.uint8)

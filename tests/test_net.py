@@ -129,3 +129,26 @@ def test_runtime_forms_of_prelu_and_pooling_give_the_same_points(size):
     with torch.no_grad():
         (points, prob), (points2, prob2) = model(x), rewritten(x)
     assert torch.allclose(points, points2, atol=1e-5) and torch.allclose(prob, prob2, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["stage1_wide", "faces"])
+def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(name):
+    from landmarks.net.faces import FACE_NETS
+    from landmarks.net.layers import fuse_batch_norm
+    torch.manual_seed(0)
+    net = FACE_NETS[name]() if name in FACE_NETS else build_net(name, num_points=21, size=112, classify=True)
+    for module in net.modules():  # statistics unlike the fresh ones, so folding them matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    x = torch.rand(2, 3 if name in FACE_NETS else 1, 112, 112)
+    with torch.no_grad():
+        before = net(x)
+        fused = fuse_batch_norm(net)
+        after = fused(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    for key in ("points", "face_logits") if "points" in before else ("heat", "size", "offset"):
+        torch.testing.assert_close(after[key], before[key], atol=1e-4, rtol=1e-4)

@@ -138,7 +138,7 @@ def finder_framed_faces(marker, rgb: np.ndarray, face_boxes: np.ndarray,
     For a small face that box is looser than the annotation (its first points spread), and the
     face branch must still call the crop a face."""
     boxes, scores = marker.find(rgb)
-    _, _, looked = marker.first_look(rgb, boxes, scores)
+    _, _, looked = marker.first_look(marker.pixels(rgb), boxes, scores)
     if not len(looked):
         return []
     framed = []

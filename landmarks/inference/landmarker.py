@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..data.images import crop_resize, load_image, to_channels
 from ..errors import UsageError, require_extra
 from ..geometry import covered_share, crop_box, from_crop
 from ..net.inference import split_inference
+from ..net.layers import fuse_batch_norm
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
 
@@ -92,9 +94,11 @@ class Landmarker:
         elif backend == "torch":
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
-            self.model = loaded.spec.inference_model(loaded.net, test_flip).to(self.device)
+            # A copy with batch norm folded into the convolutions: the caller's net is left as it was.
+            net = fuse_batch_norm(copy.deepcopy(loaded.net).eval())
+            self.model = loaded.spec.inference_model(net, test_flip).to(self.device)
             # The first look only places the second one: no flip averaging there (half the work).
-            self.quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
+            self.quick_model = loaded.spec.inference_model(net, False).to(self.device)
             self.session = None
         else:
             raise UsageError(f"backend must be torch or onnxruntime, got {backend!r}")
@@ -129,10 +133,18 @@ class Landmarker:
         """Landmarks for given face boxes [N, 4] on an image (path or array), one Face per box;
         with a face branch (and ``verify``), a crop it calls no face gets no points.
         ``first_look``: a quick look (no flip averaging) that only places a second one."""
-        rgb = as_image(image)
-        pixels = to_channels(rgb, self.config.channels)
+        return self.look(self.pixels(image), face_boxes, scores, verify, first_look)
+
+    def pixels(self, image) -> np.ndarray:
+        """A picture (path or array) as the model reads it: uint8 [H, W, channels]."""
+        return to_channels(as_image(image), self.config.channels)
+
+    def look(self, pixels: np.ndarray, face_boxes, scores=None, verify: bool = True,
+             first_look: bool = False) -> list[Face]:
+        """``landmarks`` on a picture already converted by ``pixels`` (a picture looked at twice
+        is converted once)."""
         face_boxes = np.asarray(face_boxes, dtype=np.float64).reshape(-1, 4)
-        h, w = rgb.shape[:2]
+        h, w = pixels.shape[:2]
         boxes = np.array([crop_box(b, w, h, self.config.crop_expand) for b in face_boxes]).reshape(-1, 4)
         usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly outside the picture
         points = np.full((len(boxes), self.scheme.num_points, 2), np.nan)
@@ -164,18 +176,19 @@ class Landmarker:
         The branch judges the second look: a finder's box can sit off the face, and an off-centre
         crop is what the branch learned to call a partial face; the box from the points is framed
         like its training crops."""
-        rgb = as_image(image)
+        pixels = self.pixels(image)
         if not self.refine:
-            return merge_duplicates(self.landmarks(rgb, boxes, scores))
-        first, looked, second_boxes = self.first_look(rgb, boxes, scores)
+            return merge_duplicates(self.look(pixels, boxes, scores))
+        first, looked, second_boxes = self.first_look(pixels, boxes, scores)
         if not looked:
             return first
-        return merge_duplicates(self.landmarks(rgb, second_boxes, [f.score for f in looked]))
+        return merge_duplicates(self.look(pixels, second_boxes, [f.score for f in looked]))
 
-    def first_look(self, image, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
-        """The quick look at candidate boxes -> (a Face per box, those with points, and the face
-        boxes [M, 4] their points give: where the second look crops)."""
-        first = self.landmarks(image, boxes, scores, verify=False, first_look=True)
+    def first_look(self, pixels: np.ndarray, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
+        """The quick look at candidate boxes on a picture converted by ``pixels`` -> (a Face per
+        box, those with points, and the face boxes [M, 4] their points give: where the second
+        look crops)."""
+        first = self.look(pixels, boxes, scores, verify=False, first_look=True)
         looked = [f for f in first if f.points is not None]
         second_boxes = (self.scheme.face_boxes(np.stack([f.points for f in looked])) if looked
                         else np.zeros((0, 4)))
