@@ -134,7 +134,7 @@ def test_runtime_forms_of_prelu_and_pooling_give_the_same_points(size):
 @pytest.mark.parametrize("name", ["stage1_wide", "faces"])
 def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(name):
     from landmarks.net.faces import FACE_NETS
-    from landmarks.net.layers import fuse_batch_norm
+    from landmarks.net.faces import fuse_batch_norm
     torch.manual_seed(0)
     net = FACE_NETS[name]() if name in FACE_NETS else build_net(name, num_points=21, size=112, classify=True)
     for module in net.modules():  # statistics unlike the fresh ones, so folding them matters

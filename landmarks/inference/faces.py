@@ -76,7 +76,7 @@ class NetFinder:
         import torch
 
         from ..codecs import CentreBoxes
-        from ..net.layers import fuse_batch_norm
+        from ..net.faces import fuse_batch_norm
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
         if zoom_below < 0:

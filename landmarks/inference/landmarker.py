@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from ..data.images import crop_resize, load_image, to_channels
 from ..errors import UsageError, require_extra
 from ..geometry import covered_share, crop_box, from_crop
 from ..net.inference import split_inference
-from ..net.layers import fuse_batch_norm
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
 
@@ -94,11 +92,9 @@ class Landmarker:
         elif backend == "torch":
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
-            # A copy with batch norm folded into the convolutions: the caller's net is left as it was.
-            net = fuse_batch_norm(copy.deepcopy(loaded.net).eval())
-            self.model = loaded.spec.inference_model(net, test_flip).to(self.device)
+            self.model = loaded.spec.inference_model(loaded.net, test_flip).to(self.device)
             # The first look only places the second one: no flip averaging there (half the work).
-            self.quick_model = loaded.spec.inference_model(net, False).to(self.device)
+            self.quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
             self.session = None
         else:
             raise UsageError(f"backend must be torch or onnxruntime, got {backend!r}")

@@ -101,24 +101,3 @@ def _prelu_then_pool(block: nn.Module, pool: nn.Module) -> bool:
 class LinearBlock(nn.Sequential):
     def __init__(self, cin, cout):
         super().__init__(nn.Linear(cin, cout), PReLU())
-
-
-def fuse_batch_norm(module: nn.Module) -> nn.Module:
-    """Fold each conv -> batch norm pair (a Sequential that starts with them, as ConvBlock and the
-    detector's blocks do) into the conv, in place, for inference: the same outputs in fewer passes.
-    Only for a net in eval mode that will not be trained again."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.Sequential) and len(child) >= 2 and isinstance(child[0], nn.Conv2d) \
-                and isinstance(child[1], nn.BatchNorm2d):
-            conv, bn = child[0], child[1]
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            with torch.no_grad():
-                fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            setattr(module, name, nn.Sequential(fused, *list(child)[2:]))
-        else:
-            fuse_batch_norm(child)
-    return module
