@@ -275,3 +275,18 @@ def test_mosaics_shrink_four_pictures_into_quarters_and_move_their_faces_along(s
     np.testing.assert_allclose(placed.points[1], np.full((21, 2), [450, 50]))
     assert canvas[50, 50].tolist() == [255, 255, 255] and canvas[50, 450].tolist() == [0, 0, 0]
     assert canvas[250, 50].tolist() == [124, 124, 124]  # outside any picture
+
+
+def test_closeups_centre_the_face_at_the_asked_share_of_the_side_and_stay_inside_the_picture():
+    import runpy
+
+    from conftest import REPO
+    closeup = runpy.run_path(str(REPO / "scripts" / "closeup_check.py"))["closeup"]
+    image = np.zeros((400, 600, 3), np.uint8)
+    image[100:200, 250:350] = 255  # the face box, 100 px
+    square, matrix = closeup(image, np.array([250.0, 100, 350, 200]), 0.5, 400)
+    assert square.shape == (400, 400, 3)
+    box = np.array([[250.0, 100], [350, 200]]) @ matrix[:, :2].T + matrix[:, 2]
+    np.testing.assert_allclose(box, [[100, 100], [300, 300]])  # half the side, in the middle
+    assert square[200, 200].tolist() == [255] * 3 and square[50, 50].tolist() == [0] * 3
+    assert closeup(image, np.array([250.0, 100, 350, 200]), 0.25, 400) is None  # 400 px around it leaves the picture
