@@ -281,7 +281,7 @@ def test_closeups_centre_the_face_at_the_asked_share_of_the_side_and_stay_inside
     import runpy
 
     from conftest import REPO
-    closeup = runpy.run_path(str(REPO / "scripts" / "closeup_check.py"))["closeup"]
+    closeup = runpy.run_path(str(REPO / "scripts" / "photo_checks.py"))["closeup"]
     image = np.zeros((400, 600, 3), np.uint8)
     image[100:200, 250:350] = 255  # the face box, 100 px
     square, matrix = closeup(image, np.array([250.0, 100, 350, 200]), 0.5, 400)
@@ -290,3 +290,15 @@ def test_closeups_centre_the_face_at_the_asked_share_of_the_side_and_stay_inside
     np.testing.assert_allclose(box, [[100, 100], [300, 300]])  # half the side, in the middle
     assert square[200, 200].tolist() == [255] * 3 and square[50, 50].tolist() == [0] * 3
     assert closeup(image, np.array([250.0, 100, 350, 200]), 0.25, 400) is None  # 400 px around it leaves the picture
+
+
+def test_tilted_pictures_carry_their_points_along():
+    import runpy
+
+    from conftest import REPO
+    tilted = runpy.run_path(str(REPO / "scripts" / "photo_checks.py"))["tilted"]
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[95:106, 245:256] = 255  # a dot at (250, 100), 100 px right of the centre
+    turned, matrix = tilted(image, 90)  # counter-clockwise: the dot goes 100 px above the centre
+    np.testing.assert_allclose(np.array([250.0, 100]) @ matrix[:, :2].T + matrix[:, 2], [150, 0], atol=1e-9)
+    assert turned[5, 150].tolist() == [255] * 3 and turned[100, 250].tolist() == [0] * 3

@@ -1,0 +1,140 @@
+"""Pictures unlike the course's, made from its annotated ones: close-ups and tilted heads.
+
+The course's pictures mostly show upright faces at a tenth to a third of the picture's side;
+web photos and selfies often do not.
+
+- ``closeup``: from each annotated face of at least ``--min-face`` pixels, square pictures
+  centred on it, the face box taking ``--fractions`` of the side (only where the square lies
+  inside the picture), scaled to ``--side`` pixels.
+- ``tilt``: each picture turned about its centre by each of ``--angles`` degrees (the corners
+  filled with black); faces with a point turned out of the picture are left out.
+
+The whole-picture pipeline runs on each with every finder of ``--detectors``. Reported per
+setting and finder: the faces, the share found (a predicted face with NME_box < 10 %), and the
+other faces reported, matched to no counted face, by where they are: on a counted face whose
+points are 10 % off or more, on an annotated face not counted (another person of a close-up,
+a face a turn took partly out of the picture), or elsewhere (a false face, or a face nobody
+annotated).
+
+    python scripts/photo_checks.py closeup --pictures lists/split/test_pictures.txt
+    python scripts/photo_checks.py tilt --pictures lists/split/test_pictures.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from landmarks.data.images import load_image
+from landmarks.data.labels import read_picture_list
+from landmarks.geometry import box_centre, iou
+from landmarks.inference.evaluate import FOUND_NME
+from landmarks.inference.landmarker import Landmarker
+from landmarks.metrics import match_faces
+
+
+def closeup(image: np.ndarray, box: np.ndarray, fraction: float, side: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The square around ``box`` whose side the box's longer side is ``fraction`` of, scaled to
+    ``side`` pixels -> (picture, affine [2, 3] from the image to it); None if it leaves the image."""
+    h, w = image.shape[:2]
+    extent = max(box[2] - box[0], box[3] - box[1]) / fraction
+    cx, cy = box_centre(box)
+    x1, y1 = cx - extent / 2, cy - extent / 2
+    if x1 < 0 or y1 < 0 or x1 + extent > w or y1 + extent > h:
+        return None
+    scale = side / extent
+    matrix = np.array([[scale, 0.0, -x1 * scale], [0.0, scale, -y1 * scale]])
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR), matrix
+
+
+def tilted(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` turned by ``angle`` degrees (counter-clockwise) about its centre, same size ->
+    (picture, affine [2, 3] from the image to it)."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), matrix
+
+
+def variants(kind: str, rgb: np.ndarray, picture, args):
+    """(setting, picture, every annotated face's points there [F, K, 2], which faces count [F])
+    for each picture ``kind`` makes of one."""
+    everyone = picture.points
+    if kind == "closeup":
+        for index, box in enumerate(picture.boxes):
+            if max(box[2] - box[0], box[3] - box[1]) < args.min_face:
+                continue
+            for fraction in args.fractions:
+                made = closeup(rgb, box, fraction, args.side)
+                if made is not None:
+                    yield fraction, made[0], everyone @ made[1][:, :2].T + made[1][:, 2], np.arange(len(everyone)) == index
+    else:
+        h, w = rgb.shape[:2]
+        for angle in args.angles:
+            turned, matrix = tilted(rgb, angle)
+            points = everyone @ matrix[:, :2].T + matrix[:, 2]
+            yield angle, turned, points, ((points >= 0) & (points < [w, h])).all(axis=(1, 2))
+
+
+def other_faces(found: list, points: np.ndarray, counted: np.ndarray, scheme) -> np.ndarray:
+    """Faces reported but matched to no counted face, by what they overlap (IoU 0.3 or more of
+    the boxes their points give) -> counts [a counted face, its points off; a face not counted;
+    none: a false face or one not annotated]."""
+    tally = np.zeros(3, int)
+    truth_boxes = scheme.face_boxes(points) if len(points) else np.zeros((0, 4))
+    for face in found:
+        overlap = iou(scheme.face_boxes(face.points[None])[0], truth_boxes) if len(truth_boxes) else np.zeros(1)
+        best = int(overlap.argmax())
+        tally[2 if overlap[best] < 0.3 else 0 if counted[best] else 1] += 1
+    return tally
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["closeup", "tilt"], help="which pictures to make")
+    parser.add_argument("--pictures", type=Path, default=Path("lists/split/test_pictures.txt"),
+                        help="picture list (default: %(default)s)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9],
+                        help="closeup: the face box's side as a share of the square's (default: %(default)s)")
+    parser.add_argument("--angles", type=float, nargs="+", default=[0, 15, 30, 45],
+                        help="tilt: degrees the pictures are turned by (default: %(default)s)")
+    parser.add_argument("--side", type=int, default=640, help="closeup: side of the squares (default: %(default)s)")
+    parser.add_argument("--min-face", type=int, default=60,
+                        help="closeup: smallest face used, pixels (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=0, help="use the first COUNT pictures (default: all)")
+    parser.add_argument("--model", default="stage3", help="landmark model (default: %(default)s)")
+    parser.add_argument("--detectors", nargs="+", default=["default", "haar"],
+                        help="face finders to compare (default: the shipped detector and haar)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    markers = {name: Landmarker(args.model, detector=name) for name in args.detectors}
+    settings = args.fractions if args.kind == "closeup" else args.angles
+    # faces, found, other faces: on a counted face (points off), on a face not counted, on none
+    counts = {(setting, name): np.zeros(5, int) for setting in settings for name in markers}
+    pictures, _ = read_picture_list(args.pictures)
+    for picture in pictures[:args.count or None]:
+        rgb = load_image(picture.image, 3)
+        for setting, image, points, counted in variants(args.kind, rgb, picture, args):
+            for name, marker in markers.items():
+                faces = [f for f in marker.detect(image) if f.is_face]
+                nmes, used = match_faces([f.points for f in faces], points[counted], FOUND_NME)
+                others = other_faces([f for f, u in zip(faces, used) if not u], points, counted, marker.scheme)
+                counts[setting, name] += (counted.sum(), (~np.isnan(nmes)).sum(), *others)
+    heading = (f"close-ups of faces of at least {args.min_face} px, {args.side} px squares" if args.kind == "closeup"
+               else "pictures turned about their centre")
+    print(f"{heading}, from {args.pictures}")
+    print(f"{'face / side' if args.kind == 'closeup' else 'degrees':>11s} {'finder':8s} {'faces':>6s} {'found':>6s}   "
+          f"other faces: {'points off':>10s} {'not counted':>11s} {'elsewhere':>9s}")
+    for (setting, name), (total, found, off, uncounted, elsewhere) in counts.items():
+        label = getattr(markers[name].finder, "name", name)
+        print(f"{setting:11g} {label:8s} {total:6d} {found / max(total, 1):6.3f}   "
+              f"{'':12s} {off:10d} {uncounted:11d} {elsewhere:9d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
