@@ -353,7 +353,8 @@ def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distribu
     train_path, test_path = ensure_lists(args, config.seed, ranks, pictures=True, validation=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, report = read_picture_list(train_path, strict=args.strict)
-    train_set = PictureDataset(pictures, size=config.input_size, augment=PictureAugment(), strict=args.strict,
+    augment = PictureAugment(rotation=config.augment.rotation)  # --rotation turns some training crops
+    train_set = PictureDataset(pictures, size=config.input_size, augment=augment, strict=args.strict,
                                progress=not args.quiet)
     log.info("%s: %d pictures, %d faces", train_path, len(train_set), sum(len(p.boxes) for p in train_set.pictures))
     val_set = None

@@ -12,6 +12,7 @@ from landmarks.checkpoint import load_model
 from landmarks.codecs import CentreBoxes
 from landmarks.detector import main
 from landmarks.errors import UsageError
+from landmarks.geometry import box_centre
 from landmarks.inference.faces import HaarFinder, NetFinder
 from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
@@ -237,6 +238,30 @@ def test_pictures_are_fitted_to_the_detector_padded_at_right_and_bottom_with_the
     tall, _ = fit_picture(image[:, :40], 448)  # 40 x 300 -> 60 x 448, padded to 64 wide
     assert tall.shape == (448, 64, 3)
     assert (tall[:, 60:] == np.array(PADDING_COLOUR, np.uint8)).all() and not (tall[:, :60] == PADDING_COLOUR).all()
+
+
+def test_turned_training_crops_keep_each_box_on_its_face_at_its_size(tmp_path):
+    from landmarks.data.labels import Picture
+    from landmarks.data.pictures import PictureAugment, PictureDataset
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[40:80, 200:260] = 255  # a 60 x 40 "face" off the centre
+    cv2.imwrite(str(tmp_path / "p.png"), image)
+    picture = Picture(tmp_path / "p.png", np.array([[200.0, 40, 260, 80]]), np.zeros((1, 21, 2)))
+    still = dict(zoom=(1, 1), flip=0, brightness=0, contrast=0, saturation=0, gray=0)
+    upright = PictureDataset([picture], size=128, augment=PictureAugment(**still), workers=1)
+    turned = PictureDataset([picture], size=128, augment=PictureAugment(**still, rotation=60, rotation_share=1.0),
+                            workers=1)
+    rng = np.random.default_rng(0)
+    _, plain_boxes, _ = upright.augmented(0, np.random.default_rng(0))
+    across = []  # the picture fills the crop's width, so only a turn moves the face sideways
+    for _ in range(10):
+        crop, boxes, scale = turned.augmented(0, rng)
+        assert boxes.shape == (1, 4)
+        bright = np.argwhere(crop.mean(2) > 200)[:, ::-1]  # x, y of the face's pixels
+        np.testing.assert_allclose(bright.mean(0), box_centre(boxes[0]), atol=1.0)
+        np.testing.assert_allclose(boxes[0, 2:] - boxes[0, :2], plain_boxes[0, 2:] - plain_boxes[0, :2])
+        across.append(box_centre(boxes[0])[0])
+    assert np.ptp(across) > 10
 
 
 def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path):

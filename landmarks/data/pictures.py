@@ -81,6 +81,8 @@ class PictureAugment:
 
     zoom: tuple[float, float] = (0.5, 2.0)  # scale against the picture fitted to the crop
     flip: float = 0.5
+    rotation: float = 0.0  # largest turn in degrees (either way) of a turned crop
+    rotation_share: float = 0.5  # crops turned; the rest stay upright, as most faces in pictures are
     brightness: float = 0.3
     contrast: float = 0.3
     saturation: float = 0.4
@@ -169,7 +171,8 @@ class PictureDataset:
         return canvas, self.boxes[i] * scale, scale * stored_to_picture
 
     def augmented(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-        """A random square crop: zoom, place, mirror, colour."""
+        """A random square crop: zoom, place, mirror, turn, colour. A turned face keeps its box's
+        size and the box follows its centre: framed as the annotations frame an upright face."""
         a, image, boxes, s = self.augment, self.images[i], self.boxes[i], self.size
         h, w = image.shape[:2]
         zoom = math.exp(rng.uniform(math.log(a.zoom[0]), math.log(a.zoom[1])))
@@ -182,12 +185,17 @@ class PictureDataset:
         matrix = np.array([[scale, 0, x0], [0, scale, y0]])
         if flip:
             matrix = np.array([[-scale, 0, s - x0], [0, scale, y0]])
-        fill = tuple(int(v) for v in np.round(np.array(PICTURE_MEAN) * 255))
-        crop = cv2.warpAffine(image, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=fill)
         moved = boxes * scale + np.array([x0, y0, x0, y0])
         if flip:
             moved = np.stack([s - moved[:, 2], moved[:, 1], s - moved[:, 0], moved[:, 3]], 1)
+        if a.rotation and rng.random() < a.rotation_share:
+            turn = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-a.rotation, a.rotation), 1.0)
+            matrix = np.concatenate([turn[:, :2] @ matrix[:, :2], turn[:, :2] @ matrix[:, 2:] + turn[:, 2:]], 1)
+            half = (moved[:, 2:] - moved[:, :2]) / 2
+            centres = box_centre(moved) @ turn[:, :2].T + turn[:, 2]
+            moved = np.concatenate([centres - half, centres + half], 1)
+        crop = cv2.warpAffine(image, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=PADDING_COLOUR)
         centres = box_centre(moved)
         inside = (centres >= 0).all(1) & (centres < s).all(1)
         return self.colour(crop, rng), moved[inside].reshape(-1, 4), scale
