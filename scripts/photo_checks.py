@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     print(f"{'face / side' if args.kind == 'closeup' else 'degrees':>11s} {'finder':8s} {'faces':>6s} {'found':>6s}   "
           f"other faces: {'points off':>10s} {'not counted':>11s} {'elsewhere':>9s}")
     for (setting, name), (total, found, off, uncounted, elsewhere) in counts.items():
-        label = getattr(markers[name].finder, "name", name)
+        label = markers[name].finder.name if name in ("default", "haar") else name  # a checkpoint: its path
         print(f"{setting:11g} {label:8s} {total:6d} {found / max(total, 1):6.3f}   "
               f"{'':12s} {off:10d} {uncounted:11d} {elsewhere:9d}")
     return 0
