@@ -350,6 +350,11 @@ def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distribu
     from .data.pictures import PictureAugment, PictureDataset
     from .train.tasks import FaceTask
 
+    landmark_only = [f"--{field.name}" for field in dataclasses.fields(config.augment)
+                     if field.name != "rotation" and getattr(config.augment, field.name)]
+    if landmark_only:
+        raise UsageError(f"{', '.join(landmark_only)}: landmark-crop augmentation; a face detector's training "
+                         "pictures are zoomed, mirrored and coloured by their own recipe, and take --rotation only")
     train_path, test_path = ensure_lists(args, config.seed, ranks, pictures=True, validation=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, report = read_picture_list(train_path, strict=args.strict)

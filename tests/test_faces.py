@@ -264,6 +264,16 @@ def test_turned_training_crops_keep_each_box_on_its_face_at_its_size(tmp_path):
     assert np.ptp(across) > 10
 
 
+def test_a_detector_run_refuses_landmark_crop_augmentation_by_name(sample_lists, tmp_path, capsys):
+    from conftest import REPO, train_args
+    config = ["--config", str(REPO / "configs" / "faces.toml"), "--epochs", "1", "--input-size", "64"]
+    code, err = run_main(train_args(sample_lists, tmp_path, "d", *config, "--flip", "0.5", "--shift", "0.1"), capsys)
+    assert code != 0 and "--flip, --shift: landmark-crop augmentation" in err and "--rotation only" in err
+    assert not (tmp_path / "runs" / "d").exists()
+    code, err = run_main(train_args(sample_lists, tmp_path, "d", *config, "--augment"), capsys)
+    assert code != 0 and "--flip" in err and "--rotation," not in err
+
+
 def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path):
     """A folder with picture lists only (as packed for another machine) is not rebuilt from --data-dir."""
     from landmarks.data import build_lists

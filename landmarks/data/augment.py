@@ -185,7 +185,7 @@ class AugmentSettings:
     """What training augmentation does; all off means plain crops."""
 
     flip: float = _setting(0.0, "probability of a horizontal flip with left/right swap")
-    rotation: float = _setting(0.0, "max rotation in degrees")
+    rotation: float = _setting(0.0, "max rotation in degrees (a face detector run turns half its crops)")
     shift: float = _setting(0.0, "max shift as a share of the crop")
     scale: float = _setting(0.0, "max zoom change, e.g. 0.1 for 0.9-1.1")
     brightness: float = _setting(0.0, "max brightness change")
