@@ -112,6 +112,13 @@ def flip_points(points, width: float, permutation) -> np.ndarray:
     return mirrored[..., list(permutation), :]
 
 
+def affine_points(points, matrix) -> np.ndarray:
+    """``[..., 2]`` points moved by a [2, 3] affine ``matrix`` acting on (x, y, 1), as OpenCV's
+    warpAffine moves the pixels."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
 def similarity_transform(source, target) -> np.ndarray:
     """The least-squares similarity (rotation, uniform scale, shift) mapping [N, 2] ``source``
     points onto ``target`` (Umeyama's method) -> [2, 3] matrix acting on (x, y, 1)."""

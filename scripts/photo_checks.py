@@ -31,7 +31,7 @@ import torch
 
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
-from landmarks.geometry import box_centre, iou
+from landmarks.geometry import affine_points, box_centre, box_size, iou
 from landmarks.inference.evaluate import FOUND_NME
 from landmarks.inference.landmarker import Landmarker
 from landmarks.metrics import match_faces
@@ -41,7 +41,7 @@ def closeup(image: np.ndarray, box: np.ndarray, fraction: float, side: int) -> t
     """The square around ``box`` whose side the box's longer side is ``fraction`` of, scaled to
     ``side`` pixels -> (picture, affine [2, 3] from the image to it); None if it leaves the image."""
     h, w = image.shape[:2]
-    extent = max(box[2] - box[0], box[3] - box[1]) / fraction
+    extent = box_size(box).max() / fraction
     cx, cy = box_centre(box)
     x1, y1 = cx - extent / 2, cy - extent / 2
     if x1 < 0 or y1 < 0 or x1 + extent > w or y1 + extent > h:
@@ -65,17 +65,18 @@ def variants(kind: str, rgb: np.ndarray, picture, args):
     everyone = picture.points
     if kind == "closeup":
         for index, box in enumerate(picture.boxes):
-            if max(box[2] - box[0], box[3] - box[1]) < args.min_face:
+            if box_size(box).max() < args.min_face:
                 continue
             for fraction in args.fractions:
                 made = closeup(rgb, box, fraction, args.side)
                 if made is not None:
-                    yield fraction, made[0], everyone @ made[1][:, :2].T + made[1][:, 2], np.arange(len(everyone)) == index
+                    square, matrix = made
+                    yield fraction, square, affine_points(everyone, matrix), np.arange(len(everyone)) == index
     else:
         h, w = rgb.shape[:2]
         for angle in args.angles:
             turned, matrix = tilted(rgb, angle)
-            points = everyone @ matrix[:, :2].T + matrix[:, 2]
+            points = affine_points(everyone, matrix)
             yield angle, turned, points, ((points >= 0) & (points < [w, h])).all(axis=(1, 2))
 
 

@@ -12,7 +12,7 @@ from landmarks.checkpoint import load_model
 from landmarks.codecs import CentreBoxes
 from landmarks.detector import main
 from landmarks.errors import UsageError
-from landmarks.geometry import box_centre
+from landmarks.geometry import affine_points, box_centre
 from landmarks.inference.faces import HaarFinder, NetFinder
 from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
@@ -321,7 +321,7 @@ def test_closeups_centre_the_face_at_the_asked_share_of_the_side_and_stay_inside
     image[100:200, 250:350] = 255  # the face box, 100 px
     square, matrix = closeup(image, np.array([250.0, 100, 350, 200]), 0.5, 400)
     assert square.shape == (400, 400, 3)
-    box = np.array([[250.0, 100], [350, 200]]) @ matrix[:, :2].T + matrix[:, 2]
+    box = affine_points([[250.0, 100], [350, 200]], matrix)
     np.testing.assert_allclose(box, [[100, 100], [300, 300]])  # half the side, in the middle
     assert square[200, 200].tolist() == [255] * 3 and square[50, 50].tolist() == [0] * 3
     assert closeup(image, np.array([250.0, 100, 350, 200]), 0.25, 400) is None  # 400 px around it leaves the picture
@@ -335,5 +335,5 @@ def test_tilted_pictures_carry_their_points_along():
     image = np.zeros((200, 300, 3), np.uint8)
     image[95:106, 245:256] = 255  # a dot at (250, 100), 100 px right of the centre
     turned, matrix = tilted(image, 90)  # counter-clockwise: the dot goes 100 px above the centre
-    np.testing.assert_allclose(np.array([250.0, 100]) @ matrix[:, :2].T + matrix[:, 2], [150, 0], atol=1e-9)
+    np.testing.assert_allclose(affine_points([250.0, 100], matrix), [150, 0], atol=1e-9)
     assert turned[5, 150].tolist() == [255] * 3 and turned[100, 250].tolist() == [0] * 3

@@ -63,3 +63,12 @@ def test_box_centres_and_which_points_a_box_contains():
     points = np.array([[0.0, 0.0], [10.0, 20.0], [5.0, 21.0], [-0.1, 5.0]])
     assert contains(boxes[0], points).tolist() == [True, True, False, False]  # edges count
     assert contains(boxes[1], [6.0, 7.0]).tolist() == [True]
+
+
+def test_affine_points_move_points_as_opencv_moves_them():
+    import cv2
+    from landmarks.geometry import affine_points
+    matrix = cv2.getRotationMatrix2D((50.0, 40.0), 30, 1.5)
+    points = np.array([[[0.0, 0.0], [50.0, 40.0], [100.0, 10.0]]])
+    np.testing.assert_allclose(affine_points(points, matrix), cv2.transform(points, matrix), atol=1e-9)
+    np.testing.assert_allclose(affine_points([50.0, 40.0], matrix), [50.0, 40.0], atol=1e-9)  # the centre stays

@@ -9,7 +9,7 @@ import pytest
 from landmarks.data.images import load_image
 from landmarks.data.scheme import load_scheme
 from landmarks.detector import main
-from landmarks.geometry import flip_points, similarity_transform
+from landmarks.geometry import affine_points, flip_points, similarity_transform
 from landmarks.inference.align import TEMPLATE_112, align_face, alignment_matrix
 from landmarks.inference.clips import pan_frames, still_frames, write_clip
 from landmarks.inference.landmarker import Landmarker
@@ -107,7 +107,7 @@ def test_the_aligned_crop_puts_the_eye_centres_at_the_template():
     turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     points = TEMPLATE_112 @ turn.T + [140, 90]
     matrix = alignment_matrix(points, five)
-    np.testing.assert_allclose(points @ matrix[:, :2].T + matrix[:, 2], TEMPLATE_112, atol=1e-6)
+    np.testing.assert_allclose(affine_points(points, matrix), TEMPLATE_112, atol=1e-6)
     image = np.zeros((400, 400, 3), np.uint8)
     for x, y in points[:2]:  # bright dots on the eye centres
         cv2.circle(image, (int(x), int(y)), 3, (255, 255, 255), -1)

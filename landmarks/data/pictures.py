@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..geometry import box_centre
+from ..geometry import affine_points, box_centre, box_size
 from .images import image_size, to_channels
 from .labels import Picture, Report
 
@@ -191,8 +191,8 @@ class PictureDataset:
         if a.rotation and rng.random() < a.rotation_share:
             turn = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-a.rotation, a.rotation), 1.0)
             matrix = np.concatenate([turn[:, :2] @ matrix[:, :2], turn[:, :2] @ matrix[:, 2:] + turn[:, 2:]], 1)
-            half = (moved[:, 2:] - moved[:, :2]) / 2
-            centres = box_centre(moved) @ turn[:, :2].T + turn[:, 2]
+            half = box_size(moved) / 2
+            centres = affine_points(box_centre(moved), turn)
             moved = np.concatenate([centres - half, centres + half], 1)
         crop = cv2.warpAffine(image, matrix, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=PADDING_COLOUR)
