@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
 from .errors import LandmarksError
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` to a flag's help unless the help already says its default
+    in words or there is none to show (``None``, a bare switch)."""
+
+    def _get_help_string(self, action):
+        if "default" in (action.help or "") or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

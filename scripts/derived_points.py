@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from landmarks.cli import run_cli
+from landmarks.cli import DefaultsHelpFormatter, run_cli
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
 from landmarks.data.scheme import load_scheme
@@ -36,7 +36,7 @@ def derived_metrics(marker: Landmarker, pictures, scheme) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="landmark checkpoint or shipped name")
     parser.add_argument("--pictures", required=True, help="picture list in the model's scheme")
     parser.add_argument("--scheme", default="five", help="scheme derived from the model's (name or .toml)")

@@ -1,6 +1,8 @@
 """Settings are declared once: flags come from the config's fields, presets can build on a base."""
 
 import dataclasses
+import importlib
+import re
 
 import pytest
 
@@ -21,6 +23,16 @@ def test_every_setting_has_a_flag_whose_help_ends_with_its_default():
             assert action.help.endswith(")") and "(default: " in action.help, item.name
     assert "(default: 40)" in actions["epochs"].help and "(default: stage1)" in actions["net"].help
     assert sorted(actions["net"].choices) == actions["net"].choices and "stage1_wide" in actions["net"].choices
+
+
+@pytest.mark.parametrize("module", ["landmarks.detector", "landmarks.data.__main__"])
+def test_help_states_each_default_once(module):
+    text = importlib.import_module(module).build_parser().format_help()
+    entries = re.split(r"\n  (?=-)|\n\n", text)  # one entry per flag or group title
+    assert len(entries) > 10
+    for entry in entries:
+        assert entry.count("default:") <= 1, entry
+    assert "(default: None)" not in text
 
 
 def test_flags_parse_to_config_values_over_a_preset(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import run_cli
+from ..cli import DefaultsHelpFormatter, run_cli
 from .formats import FORMATS
 from .labels import read_list
 from .lists import DEFAULT_NEGATIVE_KINDS, EXPAND_RATIO, NEGATIVE_KINDS, build_lists
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m landmarks.data",
         description="Build train/test lists from annotated pictures (the course's label.txt folders, 300-W "
                     ".pts files, WFLW or MTFL annotation files), and draw a verification picture.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"),
                         help="folder of the pictures: holding I/, II/ ... with a label.txt each (course), "
                              ".pts files beside pictures (pts), or the pictures a --labels file names")
