@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "than this many pixels at that size (a crowd); 0: one look (default: 24)")
     q.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="look at each face again, cropped from the box its points give (default: on)")
+    q.add_argument("--turn-above", type=float, default=20.0, metavar="DEG",
+                   help="on that second look, crop a head tilted by more than this many degrees (its eye line) "
+                        "turned upright; 0: never (default: 20)")
     q.add_argument("--out", type=Path, help="predict: picture or folder (video: .mp4 file) to write (default: "
                    "predictions/); export: the file to write")
     q.add_argument("--json", action="store_true",
@@ -434,7 +437,8 @@ def test_pictures(args) -> int:
     # Candidates down to a low score make the finder's precision-recall curve; the operating
     # threshold decides what goes on to the landmarks, as in use.
     marker = Landmarker(args.model, detector=args.detector, detector_threshold=0.05, detector_size=args.detector_size,
-                        detector_zoom_below=args.detector_zoom_below, refine=args.refine, test_flip=args.test_flip,
+                        detector_zoom_below=args.detector_zoom_below, refine=args.refine,
+                        turn_above=args.turn_above or None, test_flip=args.test_flip,
                         min_face_prob=args.min_face_prob)
     operating = marker.finder.default_threshold if args.detector_threshold is None else args.detector_threshold
     count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
@@ -488,7 +492,8 @@ def phase_predict(args) -> int:
         raise UsageError("--phase predict needs one of --image PICTURE_OR_FOLDER, --video FILE, --camera N")
     marker = Landmarker(args.model, detector=None if args.box else args.detector,
                         detector_threshold=args.detector_threshold, detector_size=args.detector_size,
-                        detector_zoom_below=args.detector_zoom_below, refine=args.refine, test_flip=args.test_flip,
+                        detector_zoom_below=args.detector_zoom_below, refine=args.refine,
+                        turn_above=args.turn_above or None, test_flip=args.test_flip,
                         min_face_prob=args.min_face_prob, backend=args.backend)
     if args.image is not None:
         return predict_pictures(args, marker)

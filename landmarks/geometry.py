@@ -119,6 +119,36 @@ def affine_points(points, matrix) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
 
 
+def turn_points(points, degrees: float, centre) -> np.ndarray:
+    """``[..., 2]`` points turned by ``degrees`` about ``centre``; image axes (y down), so a
+    positive turn is clockwise on screen."""
+    angle = np.radians(degrees)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = np.asarray(centre, dtype=np.float64)
+    return (np.asarray(points, dtype=np.float64) - centre) @ rotation.T + centre
+
+
+def turned_crop_matrix(face_box, degrees: float, size: int, ratio: float = 0.25) -> np.ndarray:
+    """The [2, 3] affine from picture pixels to a ``size`` x ``size`` crop of a face box turned by
+    ``degrees`` about its centre (the box given upright), expanded by ``ratio`` on every side
+    like a training crop but not clamped: what lies outside the picture is filled."""
+    region = expand_box(face_box, ratio)
+    centre = box_centre(face_box)
+    width, height = box_size(region)
+    angle = np.radians(degrees)
+    unturn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    linear = np.array([[size / width], [size / height]]) * unturn
+    shift = np.array([size / 2, size / 2]) - linear @ centre
+    return np.hstack([linear, shift[:, None]])
+
+
+def invert_affine(matrix) -> np.ndarray:
+    """The inverse of a [2, 3] affine acting on (x, y, 1)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    linear = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear, (-linear @ matrix[:, 2])[:, None]])
+
+
 def similarity_transform(source, target) -> np.ndarray:
     """The least-squares similarity (rotation, uniform scale, shift) mapping [N, 2] ``source``
     points onto ``target`` (Umeyama's method) -> [2, 3] matrix acting on (x, y, 1)."""

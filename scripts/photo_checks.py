@@ -109,10 +109,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="stage3", help="landmark model (default: %(default)s)")
     parser.add_argument("--detectors", nargs="+", default=["default", "haar"],
                         help="face finders to compare (default: the shipped detector and haar)")
+    parser.add_argument("--turn-above", type=float, default=Landmarker.TURN_ABOVE, metavar="DEG",
+                        help="second look turned upright above this tilt; 0: never (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    markers = {name: Landmarker(args.model, detector=name) for name in args.detectors}
+    markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above or None)
+               for name in args.detectors}
     settings = args.fractions if args.kind == "closeup" else args.angles
     # faces, found, other faces: on a counted face (points off), on a face not counted, on none
     counts = {(setting, name): np.zeros(5, int) for setting in settings for name in markers}

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -282,3 +283,21 @@ def test_training_validates_on_the_lists_validation_part(sample_dir, tmp_path, c
     assert f"validating on {tmp_path / 'lists' / 'val.txt'}" in caplog.text
     assert f"{tmp_path / 'lists' / 'val.txt'}: {val_lines} crops" in caplog.text
     assert "test.txt:" not in caplog.text
+
+
+def test_a_warped_crop_matches_the_resized_crop_upright_and_undoes_a_turn():
+    from landmarks.data.images import crop_resize, warp_crop
+    from landmarks.geometry import turned_crop_matrix
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (0, 0), 2)
+    box = np.array([120.0, 80.0, 220.0, 180.0])
+    matrix = turned_crop_matrix(box, 0.0, 56, 0.25)  # a 150 px region shrunk to 56: the area pre-resize
+    warped = warp_crop(image, matrix, 56, 56).astype(float)
+    resized = crop_resize(image, [95, 55, 245, 205], 56, 56).astype(float)
+    assert np.abs(warped - resized).mean() < 0.5
+    turn = cv2.getRotationMatrix2D((170, 130), -40, 1.0)  # the picture turned 40 degrees clockwise on screen
+    turned = cv2.warpAffine(image, turn, (400, 300))
+    undone = warp_crop(turned, turned_crop_matrix(box, 40.0, 56, 0.25), 56, 56).astype(float)
+    assert np.abs(undone - resized)[8:-8, 8:-8].mean() < 3.0
+    assert np.abs(warp_crop(turned, matrix, 56, 56).astype(float) - resized)[8:-8, 8:-8].mean() > 8.0
+    assert warp_crop(image, turned_crop_matrix([900, 900, 950, 950], 30.0, 32), 32, 32).max() == 0  # outside

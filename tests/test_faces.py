@@ -337,3 +337,29 @@ def test_tilted_pictures_carry_their_points_along():
     turned, matrix = tilted(image, 90)  # counter-clockwise: the dot goes 100 px above the centre
     np.testing.assert_allclose(affine_points([250.0, 100], matrix), [150, 0], atol=1e-9)
     assert turned[5, 150].tolist() == [255] * 3 and turned[100, 250].tolist() == [0] * 3
+
+
+def test_a_tilted_head_is_looked_at_turned_upright_and_its_points_come_back_closer(sample_dir):
+    from landmarks.data.formats import parse_label_line
+    from landmarks.data.images import load_image
+    from landmarks.metrics import box_normaliser, nme
+    image = load_image(sample_dir / "I" / "000421.jpg", 3)
+    truth = np.array([parse_label_line(line)[2] for line in (sample_dir / "I" / "label.txt").open()
+                      if line.startswith("000421.jpg")])
+    (h, w) = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), -40, 1.0)  # 40 degrees clockwise on screen
+    tilted, tilted_truth = cv2.warpAffine(image, turn, (w, h)), affine_points(truth, turn)
+    errors, turns = {}, {}
+    for name, above in (("turned", Landmarker.TURN_ABOVE), ("unturned", None)):
+        faces = [f for f in Landmarker(turn_above=above).detect(tilted) if f.is_face]
+        found, _ = match_faces([f.points for f in faces], tilted_truth, 0.5)
+        errors[name] = found
+        turns[name] = [f.turn for f in faces]
+    both = ~np.isnan(errors["unturned"])  # the third face of the picture is blacked out
+    assert both.sum() >= 2 and not np.isnan(errors["turned"][both]).any(), errors
+    # the two heads lean a few degrees themselves, either way
+    assert all(t == pytest.approx(40, abs=12) for t in turns["turned"]) and not any(turns["unturned"]), turns
+    assert errors["turned"][both].mean() < 0.8 * errors["unturned"][both].mean(), errors
+    upright = Landmarker().detect(image)  # an upright picture: no face turned, as before
+    assert upright and not any(f.turn for f in upright)
+    assert "crop_turn" in Face(np.zeros(4), np.zeros(4), None, turn=40.0).to_dict()

@@ -72,3 +72,27 @@ def test_affine_points_move_points_as_opencv_moves_them():
     points = np.array([[[0.0, 0.0], [50.0, 40.0], [100.0, 10.0]]])
     np.testing.assert_allclose(affine_points(points, matrix), cv2.transform(points, matrix), atol=1e-9)
     np.testing.assert_allclose(affine_points([50.0, 40.0], matrix), [50.0, 40.0], atol=1e-9)  # the centre stays
+
+
+def test_a_turned_crop_matrix_maps_the_expanded_box_onto_the_crop_and_inverts():
+    from landmarks.geometry import affine_points, invert_affine, turn_points, turned_crop_matrix
+    box = np.array([100.0, 50.0, 180.0, 150.0])  # 80 x 100, centre (140, 100)
+    upright = turned_crop_matrix(box, 0.0, 112, 0.25)  # the expanded box: 120 x 150 from (80, 25)
+    np.testing.assert_allclose(affine_points([[80, 25], [200, 175], [140, 100]], upright),
+                               [[0, 0], [112, 112], [56, 56]], atol=1e-9)
+    turned = turned_crop_matrix(box, 30.0, 112, 0.25)
+    corners = turn_points([[80, 25], [200, 175]], 30.0, [140, 100])  # the expanded box turned about the centre
+    np.testing.assert_allclose(affine_points(corners, turned), [[0, 0], [112, 112]], atol=1e-9)
+    back = affine_points(affine_points([[3.0, 4.0], [90.5, -7.0]], turned), invert_affine(turned))
+    np.testing.assert_allclose(back, [[3.0, 4.0], [90.5, -7.0]], atol=1e-9)
+    # Image axes: a positive turn moves a point right of the centre downwards (clockwise on screen).
+    assert turn_points([[10.0, 0.0]], 90.0, [0.0, 0.0])[0] == pytest.approx([0.0, 10.0])
+
+
+def test_a_scheme_reads_the_tilt_of_a_head_from_its_eye_line():
+    scheme = load_scheme("course21")
+    points = np.array(load_scheme("course21").mean_face_3d)[:, :2] * 100 + 200
+    assert scheme.tilt(points) == pytest.approx(0.0, abs=1.0)
+    from landmarks.geometry import turn_points
+    assert scheme.tilt(turn_points(points, 35.0, [200, 200])) == pytest.approx(35.0, abs=1.0)
+    assert scheme.tilt(turn_points(points, -50.0, [200, 200])) == pytest.approx(-50.0, abs=1.0)

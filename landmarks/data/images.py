@@ -104,6 +104,36 @@ def crop_resize(image: np.ndarray, region, width: int, height: int) -> np.ndarra
     return warped.reshape(height, width, image.shape[2])
 
 
+def warp_crop(image: np.ndarray, matrix, width: int, height: int) -> np.ndarray:
+    """The ``width`` x ``height`` crop that a [2, 3] affine ``matrix`` (picture pixels to crop
+    pixels, any rotation) cuts from ``image`` [H, W, C]; outside the picture is 0.
+
+    When the crop shrinks the picture, the part it covers is area-resized first so that the
+    bilinear warp does not alias, as in ``crop_resize``."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
+    linear_inverse = np.linalg.inv(matrix[:, :2])
+    seen = (corners - matrix[:, 2]) @ linear_inverse.T
+    h, w = image.shape[:2]
+    x1, y1 = np.clip(np.floor(seen.min(0)).astype(int), 0, [w, h])
+    x2, y2 = np.clip(np.ceil(seen.max(0)).astype(int), 0, [w, h])
+    if x2 <= x1 or y2 <= y1:
+        return np.zeros((height, width, image.shape[2]), np.uint8)
+    patch = image[y1:y2, x1:x2]
+    shrink = min(1.0, float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))))
+    # Crop pixels from patch pixels: out = matrix @ (p / shrink + (x1, y1)).
+    local = np.hstack([matrix[:, :2] / shrink, (matrix[:, :2] @ np.array([x1, y1]) + matrix[:, 2])[:, None]])
+    if shrink < 1.0:
+        size = (max(int(round((x2 - x1) * shrink)), 1), max(int(round((y2 - y1) * shrink)), 1))
+        local[:, :2] *= np.array([(x2 - x1) / size[0], (y2 - y1) / size[1]]) * shrink
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], image.shape[2])
+    # warpAffine works on pixel centres; shift by half a pixel either side.
+    local[:, 2] += local[:, :2] @ np.array([0.5, 0.5]) - 0.5
+    warped = cv2.warpAffine(patch, local, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped.reshape(height, width, image.shape[2])
+
+
 def list_images(folder) -> list[Path]:
     """Image files in ``folder`` (by suffix), sorted."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -60,6 +60,12 @@ class Scheme:
         share = np.asarray(self.face_box, dtype=np.float64)
         return np.concatenate([low + size * share[:2], low + size * share[2:]], axis=-1)
 
+    def tilt(self, points) -> float:
+        """Degrees the eye line of [K, 2] points (the ``interocular`` pair, first point on the
+        picture's left when upright) is turned from level, clockwise on screen positive."""
+        left, right = np.asarray(points, dtype=np.float64)[list(self.interocular)]
+        return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
     def convert(self, points, source: "Scheme") -> np.ndarray:
         """[..., Ks, 2] points of ``source`` -> [..., K, 2] points of this scheme."""
         if source.name == self.name:

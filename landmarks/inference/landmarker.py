@@ -19,9 +19,10 @@ from torchvision.ops import nms
 
 from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
-from ..data.images import crop_resize, load_image, to_channels
+from ..data.images import crop_resize, load_image, to_channels, warp_crop
 from ..errors import UsageError, require_extra
-from ..geometry import covered_share, crop_box, from_crop
+from ..geometry import (affine_points, box_centre, box_size, covered_share, crop_box, from_crop, invert_affine, turn_points,
+                        turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
@@ -36,6 +37,7 @@ class Face:
     points: np.ndarray | None  # [K, 2]; None where the face branch says it is no face
     face_prob: float | None = None  # the face branch's probability (models with one)
     score: float | None = None  # the face finder's score
+    turn: float = 0.0  # degrees the crop was turned by (clockwise on screen), for a tilted head
     id: int | None = None  # track id (video)
     extra: dict = field(default_factory=dict)  # pose and more, where asked for
 
@@ -48,6 +50,8 @@ class Face:
                 "crop_box": [round(float(v), 2) for v in self.crop_box],
                 "face_prob": None if self.face_prob is None else round(float(self.face_prob), 4),
                 "landmarks": None if self.points is None else np.round(self.points, 2).tolist()}
+        if self.turn:
+            data["crop_turn"] = round(float(self.turn), 1)
         if self.score is not None:
             data["score"] = round(float(self.score), 4)
         if self.id is not None:
@@ -74,11 +78,18 @@ class Landmarker:
     resizes pictures to, ``detector_zoom_below`` the face size (detector pixels) under which it
     looks again at twice that size (0: never).
     refine: look at each face a second time, cropped from the box its first points give.
+    turn_above: on that second look, a head tilted by more than this many degrees (its eye line,
+    from the first points) is cropped turned upright, as the nets were trained (None: never).
     """
+
+    TURN_ABOVE = 20.0
+    # On a smaller face the first points' eye line is too rough to turn by (and the net, shown
+    # a blurred face turned the wrong way, follows the crop).
+    TURN_MIN_FACE = 32
 
     def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
                  detector_size: int | None = None, detector_zoom_below: float | None = None,
-                 refine: bool = True, test_flip: bool | None = None, min_face_prob: float | None = None,
+                 refine: bool = True, turn_above: float | None = TURN_ABOVE, test_flip: bool | None = None, min_face_prob: float | None = None,
                  backend: str = "torch", device: str = "cpu"):
         self.backend = backend
         self.device = torch.device(device)
@@ -103,6 +114,7 @@ class Landmarker:
         self.min_face_prob = self.config.face_threshold if min_face_prob is None else min_face_prob
         self.finder = make_finder(detector, detector_threshold, device, detector_size, detector_zoom_below)
         self.refine = refine
+        self.turn_above = turn_above
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
@@ -119,9 +131,13 @@ class Landmarker:
             points, prob = split_inference(model(batch.to(self.device)))
         return points.cpu().numpy(), None if prob is None else prob.cpu().numpy()
 
-    def crops(self, image: np.ndarray, crop_boxes: np.ndarray) -> torch.Tensor:
+    def crops(self, image: np.ndarray, crop_boxes: np.ndarray, matrices=None) -> torch.Tensor:
+        """Net input for crops: each of ``crop_boxes`` resized, or where ``matrices`` holds a
+        [2, 3] affine (picture to crop pixels) rather than None, that crop warped."""
         s = self.config.input_size
-        crops = np.stack([crop_resize(image, box, s, s).transpose(2, 0, 1) for box in crop_boxes])
+        matrices = [None] * len(crop_boxes) if matrices is None else matrices
+        crops = np.stack([(crop_resize(image, box, s, s) if m is None else warp_crop(image, m, s, s)).transpose(2, 0, 1)
+                          for box, m in zip(crop_boxes, matrices)])
         batch = normalize_images(torch.from_numpy(crops).float(), self.config.normalize)
         return batch.contiguous(memory_format=torch.channels_last) if self.session is None else batch
 
@@ -136,27 +152,36 @@ class Landmarker:
         return to_channels(as_image(image), self.config.channels)
 
     def look(self, pixels: np.ndarray, face_boxes, scores=None, verify: bool = True,
-             first_look: bool = False) -> list[Face]:
+             first_look: bool = False, turns=None) -> list[Face]:
         """``landmarks`` on a picture already converted by ``pixels`` (a picture looked at twice
-        is converted once)."""
+        is converted once). ``turns``: per box, degrees its face is tilted by (the box is then
+        given upright, about its centre), cropped turned so the face stands upright."""
         face_boxes = np.asarray(face_boxes, dtype=np.float64).reshape(-1, 4)
+        turns = np.zeros(len(face_boxes)) if turns is None else np.asarray(turns, dtype=np.float64)
         h, w = pixels.shape[:2]
-        boxes = np.array([crop_box(b, w, h, self.config.crop_expand) for b in face_boxes]).reshape(-1, 4)
+        s, expand = self.config.input_size, self.config.crop_expand
+        matrices = [turned_crop_matrix(b, t, s, expand) if t else None for b, t in zip(face_boxes, turns)]
+        boxes = np.array([crop_box(b, w, h, expand) if m is None else turned_bounds(m, s)
+                          for b, m in zip(face_boxes, matrices)]).reshape(-1, 4)
         usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly outside the picture
         points = np.full((len(boxes), self.scheme.num_points, 2), np.nan)
         prob = np.zeros(len(boxes)) if self.classify else None
         if usable.any():
-            s = self.config.input_size
-            shares, found_prob = self.run(self.crops(pixels, boxes[usable]), first_look)
-            points[usable] = from_crop(shares * s, boxes[usable], (s, s))
+            chosen = np.flatnonzero(usable)
+            shares, found_prob = self.run(self.crops(pixels, boxes[chosen], [matrices[i] for i in chosen]), first_look)
+            for j, i in enumerate(chosen):
+                points[i] = (from_crop(shares[j] * s, boxes[i], (s, s)) if matrices[i] is None
+                             else affine_points(shares[j] * s, invert_affine(matrices[i])))
             if prob is not None:
                 prob[usable] = found_prob
         faces = []
         for i in range(len(boxes)):
             p = None if prob is None else float(prob[i])
             is_face = usable[i] and (p is None or not verify or p >= self.min_face_prob)
-            faces.append(Face(face_boxes[i], boxes[i], points[i] if is_face else None, p,
-                              None if scores is None else float(scores[i])))
+            # A turned look reports the upright-framed box of the points it found.
+            box = face_boxes[i] if not turns[i] or not is_face else self.scheme.face_boxes(points[i])
+            faces.append(Face(box, boxes[i], points[i] if is_face else None, p,
+                              None if scores is None else float(scores[i]), turn=float(turns[i])))
         return faces
 
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
@@ -175,10 +200,30 @@ class Landmarker:
         pixels = self.pixels(image)
         if not self.refine:
             return merge_duplicates(self.look(pixels, boxes, scores))
-        first, looked, second_boxes = self.first_look(pixels, boxes, scores)
+        first, looked, _ = self.first_look(pixels, boxes, scores)
         if not looked:
             return first
-        return merge_duplicates(self.look(pixels, second_boxes, [f.score for f in looked]))
+        return merge_duplicates(self.look_from_points(pixels, [f.points for f in looked], [f.score for f in looked]))
+
+    def look_from_points(self, pixels: np.ndarray, points: list[np.ndarray], scores=None) -> list[Face]:
+        """A look at faces whose points are known (a first look's, or the last video frame's):
+        each cropped from the box its points give, turned upright where the head is tilted."""
+        if not points:
+            return []
+        boxes = self.scheme.face_boxes(np.stack(points))
+        turns = self.turns(points)
+        upright = [upright_box(p, t, self.scheme) if t else b for p, t, b in zip(points, turns, boxes)]
+        return self.look(pixels, np.array(upright), scores, turns=turns)
+
+    def turns(self, points: list[np.ndarray]) -> np.ndarray:
+        """Per face, the degrees its crop is to be turned by: its eye-line tilt where that exceeds
+        ``turn_above`` (up to 90) on a face of ``TURN_MIN_FACE`` pixels or more, else 0."""
+        if self.turn_above is None or not points:
+            return np.zeros(len(points))
+        tilt = np.array([self.scheme.tilt(p) for p in points])
+        side = box_size(self.scheme.face_boxes(np.stack(points))).max(axis=1)
+        return np.where((np.abs(tilt) > self.turn_above) & (np.abs(tilt) <= 90) & (side >= self.TURN_MIN_FACE),
+                        tilt, 0.0)
 
     def first_look(self, pixels: np.ndarray, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
         """The quick look at candidate boxes on a picture converted by ``pixels`` -> (a Face per
@@ -222,6 +267,22 @@ class Landmarker:
         from .track import Tracker
         tracker = Tracker(self, detect_every, OneEuroSettings() if smoothing is None else smoothing or None)
         return tracker.run(frames)
+
+
+def upright_box(points: np.ndarray, degrees: float, scheme) -> np.ndarray:
+    """The face box of points tilted by ``degrees``, framed as if upright: the scheme's box of the
+    points turned back, placed about the tilted face's own centre (for ``look``'s ``turns``)."""
+    pivot = points.mean(axis=0)
+    box = scheme.face_boxes(turn_points(points, -degrees, pivot))
+    centre = turn_points(box_centre(box), degrees, pivot)
+    return box + np.tile(centre - box_centre(box), 2)
+
+
+def turned_bounds(matrix: np.ndarray, size: int) -> np.ndarray:
+    """The picture-axis bounds [4] of a turned ``size`` x ``size`` crop."""
+    corners = affine_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64),
+                            invert_affine(matrix))
+    return np.concatenate([corners.min(0), corners.max(0)])
 
 
 def merge_duplicates(faces: list[Face], iou: float = 0.4, covered: float = 0.6) -> list[Face]:

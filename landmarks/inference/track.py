@@ -44,8 +44,7 @@ class Tracker:
         scheme = self.marker.scheme
         lost = False
         if self.tracks:
-            boxes = scheme.face_boxes(np.stack([t.points for t in self.tracks]))
-            followed = self.marker.landmarks(rgb, boxes)
+            followed = self.marker.look_from_points(self.marker.pixels(rgb), [t.points for t in self.tracks])
             kept = []
             for track, face in zip(self.tracks, followed):
                 if face.is_face:
