@@ -1,7 +1,7 @@
 import torch
 
-from landmarks.data.augment import (ColorJitter, RandomAffine, RandomHorizontalFlip, RandomLowResolution, affine_warp,
-                                     hflip)
+from landmarks.data.augment import (ColorJitter, RandomAffine, RandomEdgeCut, RandomHorizontalFlip, RandomLowResolution,
+                                     affine_warp, hflip)
 from landmarks.data.scheme import load_scheme
 
 FLIP = load_scheme("course21").flip_permutation
@@ -98,3 +98,22 @@ def test_low_resolution_blurs_the_chosen_samples_only_and_keeps_the_points():
     assert abs(blurred.mean() - board.mean()) < 2.0  # brightness kept
     untouched, _ = RandomLowResolution(p=0.0)(board, points, generator)
     assert torch.equal(untouched, board)
+
+
+def test_an_edge_cut_stretches_one_side_off_and_keeps_the_points_on_their_pixels():
+    g = torch.Generator().manual_seed(5)
+    dots = torch.tensor([[30.5, 40.5], [80.5, 90.5]])
+    image = torch.zeros(16, 1, 112, 112)
+    for x, y in dots:
+        image[:, 0, int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255.0  # 3x3 blobs
+    points = dots[None].repeat(16, 1, 1)
+    cut, moved = RandomEdgeCut(1.0)(image, points.clone(), g)
+    for i in range(16):
+        for x, y in moved[i]:
+            if 0 <= x < 112 and 0 <= y < 112:  # a point in the strip cut off leaves the crop
+                assert cut[i, 0, int(y), int(x)] > 100, (i, x, y)
+        shift = moved[i] - points[i]
+        assert (shift[:, 0].abs() < 1e-4).all() or (shift[:, 1].abs() < 1e-4).all()  # one axis stretched
+    assert (moved - points).abs().amax(dim=(1, 2)).gt(1.0).sum() >= 8  # most samples visibly cut
+    same, unmoved = RandomEdgeCut(0.0)(image, points.clone(), g)
+    assert torch.equal(same, image) and torch.equal(unmoved, points)

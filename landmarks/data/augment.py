@@ -166,6 +166,34 @@ class RandomLowResolution:
         return image, points
 
 
+class RandomEdgeCut:
+    """A face at the picture's edge: its crop is clamped there, so the face sits off-centre and
+    stretched. With probability ``p`` a sample loses a strip of up to ``most`` of its side on one
+    side, and the rest is stretched back to its size; points move with the pixels."""
+
+    def __init__(self, p: float = 0.3, most: float = 0.25):
+        self.p, self.most = p, most
+
+    def __call__(self, image, points, generator=None):
+        b, _, h, w = image.shape
+        u = torch.rand(b, 2, generator=generator, dtype=torch.float64)
+        side = torch.randint(0, 4, (b,), generator=generator)  # left, right, top, bottom
+        chosen = torch.rand(b, generator=generator) < self.p
+        if not chosen.any():
+            return image, points
+        cut = self.most * u[:, 0] * chosen
+        matrix = torch.zeros(b, 2, 3, dtype=torch.float64)  # output pixel -> input pixel
+        across = side < 2  # a left or right strip: x is stretched
+        matrix[:, 0, 0] = torch.where(across, 1 - cut, torch.ones_like(cut))
+        matrix[:, 1, 1] = torch.where(across, torch.ones_like(cut), 1 - cut)
+        matrix[:, 0, 2] = torch.where(side == 0, cut * w, torch.zeros_like(cut))
+        matrix[:, 1, 2] = torch.where(side == 2, cut * h, torch.zeros_like(cut))
+        warped, moved = affine_warp(image, points, matrix.float(), w)
+        keep = ~chosen
+        warped[keep], moved[keep] = image[keep], points[keep]
+        return warped, moved
+
+
 class Compose:
     def __init__(self, steps):
         self.steps = list(steps)
@@ -192,6 +220,8 @@ class AugmentSettings:
     contrast: float = _setting(0.0, "max contrast change")
     erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
     lowres: float = _setting(0.0, "probability of shrinking a crop to 16-48 px and back (small, blurred faces)")
+    edge: float = _setting(0.0, "probability of cutting up to a quarter of the crop off one side and stretching "
+                                "the rest back (a face at the picture's edge, its crop clamped)")
 
     @property
     def geometric(self) -> bool:
@@ -199,7 +229,8 @@ class AugmentSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.lowres)
+        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.lowres
+                    or self.edge)
 
 
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
@@ -214,6 +245,8 @@ def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutatio
         steps.append(RandomErasing(settings.erase))
     if settings.lowres:
         steps.append(RandomLowResolution(settings.lowres))
+    if settings.edge:
+        steps.append(RandomEdgeCut(settings.edge))
     return Compose(steps)
 
 
