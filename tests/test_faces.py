@@ -363,3 +363,19 @@ def test_a_tilted_head_is_looked_at_turned_upright_and_its_points_come_back_clos
     upright = Landmarker().detect(image)  # an upright picture: no face turned, as before
     assert upright and not any(f.turn for f in upright)
     assert "crop_turn" in Face(np.zeros(4), np.zeros(4), None, turn=40.0).to_dict()
+
+
+def test_a_phone_photo_stored_on_its_side_is_read_upright_for_prediction(sample_dir, tmp_path):
+    from PIL import Image
+    from landmarks.data.images import load_image
+    from landmarks.inference.landmarker import as_image
+    upright = Image.open(sample_dir / "I" / "000421.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: shown turned 90 degrees clockwise
+    upright.rotate(90, expand=True).save(tmp_path / "side.jpg", quality=95, exif=exif)
+    stored = load_image(tmp_path / "side.jpg")  # lists and training: the pixels as stored
+    assert stored.shape[:2] == (upright.width, upright.height)
+    shown = as_image(tmp_path / "side.jpg")
+    assert shown.shape[:2] == (upright.height, upright.width)
+    assert np.abs(shown.astype(float) - np.asarray(upright, dtype=float)).mean() < 4
+    assert len([f for f in Landmarker().detect(tmp_path / "side.jpg") if f.is_face]) >= 2

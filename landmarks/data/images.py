@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 from ..geometry import snap_box_outward
@@ -28,19 +28,25 @@ def image_size(path) -> tuple[int, int]:
         raise DataError(f"{path}: not a readable image ({error})") from None
 
 
-def load_image(path, channels: int = 3) -> np.ndarray:
+def load_image(path, channels: int = 3, upright: bool = False) -> np.ndarray:
     """Decode an image to uint8 [H, W, channels]: 1 = grayscale, 3 = RGB.
 
     Grayscale, palette, 4-channel and 16-bit images are converted; truncated
     or non-image files raise DataError naming the file. Pixels are decoded to RGB
     first, so a picture read here and the same picture given as an RGB array
     (:func:`to_channels`) give the same net input.
+
+    ``upright``: turn the picture as its EXIF orientation says, as a viewer shows it (a
+    phone's photo is often stored on its side). Annotated data is read as stored, the pixels
+    its coordinates were given in.
     """
     path = Path(path)
     image_size(path)
     try:
         with Image.open(path) as image:
             image.load()
+            if upright:
+                image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 array = np.asarray(image, dtype=np.float64)
                 top = array.max() if array.max() > 255 else 255.0

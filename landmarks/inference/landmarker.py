@@ -61,9 +61,10 @@ class Face:
 
 
 def as_image(image) -> np.ndarray:
-    """A path or an array -> uint8 RGB [H, W, 3] (decoded once)."""
+    """A path or an array -> uint8 RGB [H, W, 3] (decoded once; a file turned upright as its
+    EXIF orientation says, as a viewer shows it)."""
     if isinstance(image, (str, Path)):
-        return load_image(image, 3)
+        return load_image(image, 3, upright=True)
     return to_channels(np.asarray(image), 3)
 
 
