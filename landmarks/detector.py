@@ -403,8 +403,8 @@ def phase_test(args) -> int:
     if "acc" in metrics:
         kinds = "".join(f"  {k[len('acc_nonface_'):]} {v:.4f}" for k, v in metrics.items()
                         if k.startswith("acc_nonface_"))
-        print(f"face/non-face accuracy {metrics['acc']:.4f}  on faces {metrics['acc_face']:.4f}  "
-              f"on non-faces {metrics['acc_nonface']:.4f}" + (f" (by kind:{kinds})" if kinds else ""))
+        print(f"face/non-face accuracy {metrics['acc']:.4f}  on faces {accuracy_text(metrics['acc_face'])}  "
+              f"on non-faces {accuracy_text(metrics['acc_nonface'])}" + (f" (by kind:{kinds})" if kinds else ""))
     for name in spec.aux_classes:
         if f"aux_{name}_acc" in metrics:
             print(f"attribute {name}: accuracy {metrics[f'aux_{name}_acc']:.4f}")
@@ -415,6 +415,11 @@ def phase_test(args) -> int:
         threshold = spec.config.face_threshold if args.min_face_prob is None else args.min_face_prob
         write_predictions(args.predictions_out, dataset, predictions, threshold)
     return 0
+
+
+def accuracy_text(value: float) -> str:
+    """An accuracy for the log; NaN, a class the list has no crop of, says so."""
+    return "(none listed)" if value != value else f"{value:.4f}"
 
 
 def read_pictures(path: Path, strict: bool):

@@ -120,3 +120,8 @@ def test_square_negatives_are_squares_of_face_size_clear_of_every_face(sample_li
         width, height = square.box[2:] - square.box[:2]
         assert abs(width - height) <= 1 and iou(square.box, boxes).max() < 0.3
         assert (0.9 * box_scale(boxes).min() - 1 <= width <= 2.4 * box_scale(boxes).max() + 1)
+
+
+def test_the_log_says_when_a_list_holds_no_crop_of_a_class():
+    from landmarks.detector import accuracy_text
+    assert accuracy_text(float("nan")) == "(none listed)" and accuracy_text(0.98) == "0.9800"
