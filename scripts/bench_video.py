@@ -5,6 +5,9 @@
 - Lag: on the face panned across the frame at constant speed, how many frames the smoothed
   points trail the raw ones (mean raw - smoothed along the motion, over the speed), once the
   motion is under way.
+- Tilt: the picture turning from upright to 45 degrees over the clip (its annotated faces
+  turned with it, from the picture's label.txt): the share of face-frames whose tracked points
+  have NME_box < 10 %, with the second look turned upright and without (``--turn-above 0``).
 - Speed: frames a second of tracking one face (the tracker alone), and with decoding the
   video file and drawing and writing the annotated one.
 
@@ -23,7 +26,11 @@ import torch
 
 from landmarks.data.images import load_image
 from landmarks.geometry import box_scale
-from landmarks.inference.clips import pan_frames, still_frames, write_clip
+from landmarks.data.formats import parse_label_line
+from landmarks.geometry import affine_points
+from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, write_clip
+from landmarks.inference.evaluate import FOUND_NME
+from landmarks.metrics import match_faces
 from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.predict import draw_faces
 from landmarks.inference.smoothing import OneEuroSettings
@@ -70,6 +77,26 @@ def main(argv=None) -> int:
     steady = slice(args.frames // 4, None)
     lag = float((raw[steady, :, 0] - smooth[steady, :, 0]).mean() / speed)
     print(f"lag on the pan ({speed:.1f} px a frame): {lag:.2f} frames")
+
+    label = args.picture.parent / "label.txt"
+    truth = [parse_label_line(line)[2] for line in label.open() if line.split()[:1] == [args.picture.name]] \
+        if label.is_file() else []
+    if truth:
+        tilt, matrices = tilt_frames(image, args.frames)
+        figures = {}
+        for name, above in (("turned", Landmarker.TURN_ABOVE), ("unturned", None)):
+            follower = Landmarker(args.model, detector=args.detector, turn_above=above)
+            tracker, errors = Tracker(follower, detect_every=10, smoothing=smoothing), []
+            for i, (frame, matrix) in enumerate(zip(tilt, matrices)):
+                faces = [f for f in tracker.update(frame, i / args.fps) if f.is_face]
+                nmes, _ = match_faces([f.points for f in faces], affine_points(np.array(truth), matrix), FOUND_NME)
+                errors.append(nmes)
+            errors = np.array(errors)  # [frames, faces]; NaN: not found
+            late = errors[len(errors) // 2:]  # turned 22-45 degrees
+            figures[name] = (float((~np.isnan(errors)).mean()), float(np.nanmean(late) * 100))
+        print(f"tilting to 45 degrees ({len(truth)} annotated face(s)): points within {FOUND_NME:.0%} in "
+              + ", ".join(f"{found:.2f} of the face-frames {name} (NME_box {late:.2f} % from 22 degrees on)"
+                          for name, (found, late) in figures.items()))
 
     def tracked(frames) -> float:
         """Seconds spent tracking the frames (after a warm-up on a tracker of its own)."""

@@ -11,7 +11,7 @@ from landmarks.data.scheme import load_scheme
 from landmarks.detector import main
 from landmarks.geometry import affine_points, flip_points, similarity_transform
 from landmarks.inference.align import TEMPLATE_112, align_face, alignment_matrix
-from landmarks.inference.clips import pan_frames, still_frames, write_clip
+from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, write_clip
 from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.pose import angles, head_pose
 from landmarks.inference.smoothing import OneEuroFilter, OneEuroSettings
@@ -127,3 +127,14 @@ def test_one_euro_filter_calms_a_still_signal_and_follows_a_moving_one():
     ramp = np.stack([np.arange(100) * 5.0, np.zeros(100)], 1)
     followed = np.array([moving(v, t / 30, scale=100) for t, v in enumerate(ramp)])
     assert abs(followed[-1, 0] - ramp[-1, 0]) < 3 * 5.0  # under 3 frames behind
+
+
+def test_a_tilting_clip_turns_the_picture_clockwise_and_gives_the_matrices_that_move_its_points():
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[28:33, 58:63] = 255  # a dot right of the centre (40, 30)
+    frames, matrices = tilt_frames(image, 4, most=90.0, noise=0.0)
+    assert len(frames) == len(matrices) == 4 and frames[0].shape == image.shape
+    np.testing.assert_allclose(affine_points([[40, 30]], matrices[-1]), [[40, 30]], atol=1e-6)
+    moved = affine_points([[60.5, 30.5]], matrices[-1])[0]  # a quarter turn clockwise: now below the centre
+    np.testing.assert_allclose(moved, [39.5, 50.5], atol=1e-6)
+    assert frames[-1][int(moved[1]), int(moved[0])].min() > 200
