@@ -362,7 +362,10 @@ def test_a_tilted_head_is_looked_at_turned_upright_and_its_points_come_back_clos
     assert errors["turned"][both].mean() < 0.8 * errors["unturned"][both].mean(), errors
     upright = Landmarker().detect(image)  # an upright picture: no face turned, as before
     assert upright and not any(f.turn for f in upright)
-    assert "crop_turn" in Face(np.zeros(4), np.zeros(4), None, turn=40.0).to_dict()
+    turned = Face(np.zeros(4), np.zeros(4), np.zeros((21, 2)), 1.0, turn=40.0)
+    assert turned.to_dict()["crop_turn"] == 40.0 and "crop_turn" not in Face(np.zeros(4), np.zeros(4), None).to_dict()
+    from landmarks.inference.predict import faces_as_text
+    assert "turned 40 degrees" in faces_as_text(sample_dir / "x.jpg", None, [turned])
 
 
 def test_a_phone_photo_stored_on_its_side_is_read_upright_for_prediction(sample_dir, tmp_path):

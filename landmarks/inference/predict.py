@@ -79,6 +79,8 @@ def faces_as_text(image_path: Path, out_path: Path | None, faces: list[Face]) ->
         head = f"  face {number} box {' '.join(f'{v:.0f}' for v in face.box)}"
         if face.face_prob is not None:
             head += f" p(face) {face.face_prob:.3f}"
+        if face.turn:
+            head += f" (crop turned {face.turn:.0f} degrees, upright)"
         if face.points is None:
             lines.append(head + " (not a face: no landmarks)")
         else:
