@@ -142,6 +142,14 @@ def turned_crop_matrix(face_box, degrees: float, size: int, ratio: float = 0.25)
     return np.hstack([linear, shift[:, None]])
 
 
+def affine_crop_bounds(matrix, width: int, height: int) -> np.ndarray:
+    """The picture-axis bounds [4] of the ``width`` x ``height`` crop that a [2, 3] affine
+    (picture pixels to crop pixels, any rotation) cuts."""
+    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
+    seen = affine_points(corners, invert_affine(matrix))
+    return np.concatenate([seen.min(0), seen.max(0)])
+
+
 def invert_affine(matrix) -> np.ndarray:
     """The inverse of a [2, 3] affine acting on (x, y, 1)."""
     matrix = np.asarray(matrix, dtype=np.float64)

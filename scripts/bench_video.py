@@ -24,18 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landmarks.data.images import load_image
-from landmarks.geometry import box_scale
 from landmarks.data.formats import parse_label_line
-from landmarks.geometry import affine_points
+from landmarks.data.images import load_image
+from landmarks.geometry import affine_points, box_scale
 from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, write_clip
 from landmarks.inference.evaluate import FOUND_NME
-from landmarks.metrics import match_faces
 from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.predict import draw_faces
 from landmarks.inference.smoothing import OneEuroSettings
 from landmarks.inference.track import Tracker
 from landmarks.inference.video import VideoWriter, open_video
+from landmarks.metrics import match_faces
 
 
 def track(marker, frames, fps, smoothing):

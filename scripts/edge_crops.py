@@ -15,12 +15,13 @@ the crop); its points are given again relative to the new box.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from landmarks.cli import DefaultsHelpFormatter, run_cli
-from landmarks.data.labels import parse_list_line
+from landmarks.data.labels import read_list, write_list
 
 
 def cut_crop(box: np.ndarray, points: np.ndarray, side: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -48,19 +49,13 @@ def main(argv=None) -> int:
 
     def job():
         rng = np.random.default_rng(args.seed)
-        lines = []
-        for text in args.list.read_text().splitlines():
-            if not text.strip():
-                continue
-            path, box, points, _, _ = parse_list_line(text)
-            if points is None:
-                continue
-            box, points = cut_crop(box, points, int(rng.integers(4)), rng.uniform(*args.cut))
-            numbers = " ".join(f"{v:.3f}".rstrip("0").rstrip(".") for v in np.concatenate([box, points.ravel()]))
-            lines.append(f"{path} {numbers} 1")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("".join(line + "\n" for line in lines))
-        print(f"{args.out}: {len(lines)} face crops cut on one side")
+        cut = []
+        for entry in read_list(args.list).entries:
+            if entry.is_face:
+                box, points = cut_crop(entry.box, entry.points, int(rng.integers(4)), rng.uniform(*args.cut))
+                cut.append(dataclasses.replace(entry, box=box, points=points))
+        write_list(args.out, cut, labelled=True)
+        print(f"{args.out}: {len(cut)} face crops cut on one side")
     return run_cli(job)
 
 

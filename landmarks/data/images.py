@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
-from ..geometry import snap_box_outward
+from ..geometry import affine_crop_bounds, snap_box_outward
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -117,12 +117,10 @@ def warp_crop(image: np.ndarray, matrix, width: int, height: int) -> np.ndarray:
     When the crop shrinks the picture, the part it covers is area-resized first so that the
     bilinear warp does not alias, as in ``crop_resize``."""
     matrix = np.asarray(matrix, dtype=np.float64)
-    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
-    linear_inverse = np.linalg.inv(matrix[:, :2])
-    seen = (corners - matrix[:, 2]) @ linear_inverse.T
+    bounds = affine_crop_bounds(matrix, width, height)
     h, w = image.shape[:2]
-    x1, y1 = np.clip(np.floor(seen.min(0)).astype(int), 0, [w, h])
-    x2, y2 = np.clip(np.ceil(seen.max(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.floor(bounds[:2]).astype(int), 0, [w, h])
+    x2, y2 = np.clip(np.ceil(bounds[2:]).astype(int), 0, [w, h])
     if x2 <= x1 or y2 <= y1:
         return np.zeros((height, width, image.shape[2]), np.uint8)
     patch = image[y1:y2, x1:x2]

@@ -21,8 +21,8 @@ from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
 from ..data.images import crop_resize, load_image, to_channels, warp_crop
 from ..errors import UsageError, require_extra
-from ..geometry import (affine_points, box_centre, box_size, covered_share, crop_box, from_crop, invert_affine, turn_points,
-                        turned_crop_matrix)
+from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size, covered_share, crop_box, from_crop,
+                        invert_affine, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
@@ -90,7 +90,8 @@ class Landmarker:
 
     def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
                  detector_size: int | None = None, detector_zoom_below: float | None = None,
-                 refine: bool = True, turn_above: float | None = TURN_ABOVE, test_flip: bool | None = None, min_face_prob: float | None = None,
+                 refine: bool = True, turn_above: float | None = TURN_ABOVE, test_flip: bool | None = None,
+                 min_face_prob: float | None = None,
                  backend: str = "torch", device: str = "cpu"):
         self.backend = backend
         self.device = torch.device(device)
@@ -162,7 +163,7 @@ class Landmarker:
         h, w = pixels.shape[:2]
         s, expand = self.config.input_size, self.config.crop_expand
         matrices = [turned_crop_matrix(b, t, s, expand) if t else None for b, t in zip(face_boxes, turns)]
-        boxes = np.array([crop_box(b, w, h, expand) if m is None else turned_bounds(m, s)
+        boxes = np.array([crop_box(b, w, h, expand) if m is None else affine_crop_bounds(m, s, s)
                           for b, m in zip(face_boxes, matrices)]).reshape(-1, 4)
         usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly outside the picture
         points = np.full((len(boxes), self.scheme.num_points, 2), np.nan)
@@ -212,17 +213,18 @@ class Landmarker:
         if not points:
             return []
         boxes = self.scheme.face_boxes(np.stack(points))
-        turns = self.turns(points)
+        turns = self.turns(points, boxes)
         upright = [upright_box(p, t, self.scheme) if t else b for p, t, b in zip(points, turns, boxes)]
         return self.look(pixels, np.array(upright), scores, turns=turns)
 
-    def turns(self, points: list[np.ndarray]) -> np.ndarray:
-        """Per face, the degrees its crop is to be turned by: its eye-line tilt where that exceeds
-        ``turn_above`` (up to 90) on a face of ``TURN_MIN_FACE`` pixels or more, else 0."""
+    def turns(self, points: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+        """Per face (its points and the face box [N, 4] they give), the degrees its crop is to be
+        turned by: its eye-line tilt where that exceeds ``turn_above`` (up to 90) on a face of
+        ``TURN_MIN_FACE`` pixels or more, else 0."""
         if self.turn_above is None or not points:
             return np.zeros(len(points))
         tilt = np.array([self.scheme.tilt(p) for p in points])
-        side = box_size(self.scheme.face_boxes(np.stack(points))).max(axis=1)
+        side = box_size(boxes).max(axis=1)
         return np.where((np.abs(tilt) > self.turn_above) & (np.abs(tilt) <= 90) & (side >= self.TURN_MIN_FACE),
                         tilt, 0.0)
 
@@ -277,13 +279,6 @@ def upright_box(points: np.ndarray, degrees: float, scheme) -> np.ndarray:
     box = scheme.face_boxes(turn_points(points, -degrees, pivot))
     centre = turn_points(box_centre(box), degrees, pivot)
     return box + np.tile(centre - box_centre(box), 2)
-
-
-def turned_bounds(matrix: np.ndarray, size: int) -> np.ndarray:
-    """The picture-axis bounds [4] of a turned ``size`` x ``size`` crop."""
-    corners = affine_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64),
-                            invert_affine(matrix))
-    return np.concatenate([corners.min(0), corners.max(0)])
 
 
 def merge_duplicates(faces: list[Face], iou: float = 0.4, covered: float = 0.6) -> list[Face]:
