@@ -433,6 +433,13 @@ def read_pictures(path: Path, strict: bool):
     return read_picture_list(path, strict=strict)[0]
 
 
+def look_settings(args) -> dict:
+    """The Landmarker settings that whole-picture test and predict take alike from the flags."""
+    return dict(detector_size=args.detector_size, detector_zoom_below=args.detector_zoom_below,
+                refine=args.refine, turn_above=args.turn_above or None,  # --turn-above 0: never turn
+                test_flip=args.test_flip, min_face_prob=args.min_face_prob)
+
+
 def test_pictures(args) -> int:
     """Whole pictures: the face finder, the face branch and the landmarks against every annotated face."""
     from .inference.evaluate import evaluate_pictures, plot_precision_recall
@@ -441,10 +448,7 @@ def test_pictures(args) -> int:
     pictures = read_pictures(args.test_pictures, args.strict)
     # Candidates down to a low score make the finder's precision-recall curve; the operating
     # threshold decides what goes on to the landmarks, as in use.
-    marker = Landmarker(args.model, detector=args.detector, detector_threshold=0.05, detector_size=args.detector_size,
-                        detector_zoom_below=args.detector_zoom_below, refine=args.refine,
-                        turn_above=args.turn_above or None, test_flip=args.test_flip,
-                        min_face_prob=args.min_face_prob)
+    marker = Landmarker(args.model, detector=args.detector, detector_threshold=0.05, **look_settings(args))
     operating = marker.finder.default_threshold if args.detector_threshold is None else args.detector_threshold
     count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
     if count != marker.scheme.num_points:
@@ -496,10 +500,7 @@ def phase_predict(args) -> int:
     if sum(sources) != 1:
         raise UsageError("--phase predict needs one of --image PICTURE_OR_FOLDER, --video FILE, --camera N")
     marker = Landmarker(args.model, detector=None if args.box else args.detector,
-                        detector_threshold=args.detector_threshold, detector_size=args.detector_size,
-                        detector_zoom_below=args.detector_zoom_below, refine=args.refine,
-                        turn_above=args.turn_above or None, test_flip=args.test_flip,
-                        min_face_prob=args.min_face_prob, backend=args.backend)
+                        detector_threshold=args.detector_threshold, backend=args.backend, **look_settings(args))
     if args.image is not None:
         return predict_pictures(args, marker)
     if args.box:
