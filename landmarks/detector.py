@@ -353,8 +353,8 @@ def prepare_faces(args, config: Config, model_path: Path | None, ranks: Distribu
     from .data.pictures import PictureAugment, PictureDataset
     from .train.tasks import FaceTask
 
-    landmark_only = [f"--{field.name}" for field in dataclasses.fields(config.augment)
-                     if field.name != "rotation" and getattr(config.augment, field.name)]
+    landmark_only = [f"--{field.name.replace('_', '-')}" for field in dataclasses.fields(config.augment)
+                     if field.name != "rotation" and getattr(config.augment, field.name) != field.default]
     if landmark_only:
         raise UsageError(f"{', '.join(landmark_only)}: landmark-crop augmentation; a face detector's training "
                          "pictures are zoomed, mirrored and coloured by their own recipe, and take --rotation only")

@@ -1,7 +1,7 @@
 import torch
 
-from landmarks.data.augment import (ColorJitter, RandomAffine, RandomEdgeCut, RandomHorizontalFlip, RandomLowResolution,
-                                     affine_warp, hflip)
+from landmarks.data.augment import (AugmentSettings, ColorJitter, RandomAffine, RandomEdgeCut, RandomHorizontalFlip,
+                                     RandomLowResolution, affine_warp, build_augmentation, hflip)
 from landmarks.data.scheme import load_scheme
 
 FLIP = load_scheme("course21").flip_permutation
@@ -117,3 +117,16 @@ def test_an_edge_cut_stretches_one_side_off_and_keeps_the_points_on_their_pixels
     assert (moved - points).abs().amax(dim=(1, 2)).gt(1.0).sum() >= 8  # most samples visibly cut
     same, unmoved = RandomEdgeCut(0.0)(image, points.clone(), g)
     assert torch.equal(same, image) and torch.equal(unmoved, points)
+
+
+def test_an_edge_cut_takes_at_most_its_widest_strip():
+    g = torch.Generator().manual_seed(7)
+    points = torch.tensor([[0.0, 0.0], [112.0, 112.0]])[None].repeat(64, 1, 1)  # the crop's corners
+    image = torch.zeros(64, 1, 112, 112)
+    for most in (0.1, 0.45):
+        _, moved = RandomEdgeCut(1.0, most)(image, points.clone(), g)
+        # The corners move apart by the stretch 1 / (1 - cut) along one axis.
+        span = (moved[:, 1] - moved[:, 0]).amax(1) / 112
+        assert (span <= 1 / (1 - most) + 1e-4).all() and span.max() > 1 / (1 - 0.8 * most)
+    settings = AugmentSettings(edge=1.0, edge_most=0.45)
+    assert build_augmentation(settings, 112).steps[-1].most == 0.45

@@ -220,8 +220,9 @@ class AugmentSettings:
     contrast: float = _setting(0.0, "max contrast change")
     erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
     lowres: float = _setting(0.0, "probability of shrinking a crop to 16-48 px and back (small, blurred faces)")
-    edge: float = _setting(0.0, "probability of cutting up to a quarter of the crop off one side and stretching "
-                                "the rest back (a face at the picture's edge, its crop clamped)")
+    edge: float = _setting(0.0, "probability of cutting a strip (up to --edge-most of the crop) off one side and "
+                                "stretching the rest back (a face at the picture's edge, its crop clamped)")
+    edge_most: float = _setting(0.25, "the widest strip --edge cuts, as a share of the crop's side")
 
     @property
     def geometric(self) -> bool:
@@ -246,7 +247,7 @@ def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutatio
     if settings.lowres:
         steps.append(RandomLowResolution(settings.lowres))
     if settings.edge:
-        steps.append(RandomEdgeCut(settings.edge))
+        steps.append(RandomEdgeCut(settings.edge, settings.edge_most))
     return Compose(steps)
 
 
