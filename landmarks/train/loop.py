@@ -51,8 +51,11 @@ def train_one_epoch(net, dataset, task, optimizer, epoch: int, device, ranks: Di
         with autocast:
             out = task.step(net, batch, device)
         if not torch.isfinite(out.loss):
+            # The point losses are in crop pixels while nets output shares of the crop, so gradients
+            # come scaled by the crop size: Adam is indifferent to that, plain SGD needs clipping.
+            hint = "a lower --lr" if config.grad_clip else "--grad-clip 10 or a lower --lr"
             raise TrainingDiverged(f"loss became {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
-                                   "try a lower --lr or --grad-clip")
+                                   f"try {hint}")
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if config.grad_clip:
