@@ -28,7 +28,8 @@ from .net import count_parameters, freeze
 from .net import native
 from .inference.smoothing import OneEuroSettings
 from .spec import ModelSpec, resolve_scheme, spec_from_dict
-from .train import Distributed, LandmarkTask, fit, init_distributed, keep_freed_memory, resolve_device
+from .train import (Distributed, LandmarkTask, fit, init_distributed, keep_freed_memory, resolve_device,
+                    threshold_sweep)
 
 log = logging.getLogger("landmarks")
 PHASES = ("train", "test", "finetune", "predict", "export")
@@ -405,6 +406,10 @@ def phase_test(args) -> int:
                         if k.startswith("acc_nonface_"))
         print(f"face/non-face accuracy {metrics['acc']:.4f}  on faces {accuracy_text(metrics['acc_face'])}  "
               f"on non-faces {accuracy_text(metrics['acc_nonface'])}" + (f" (by kind:{kinds})" if kinds else ""))
+        sweep = threshold_sweep(predictions["face_prob"], dataset.is_face[:len(predictions["face_prob"])].numpy())
+        metrics["threshold_sweep"] = {f"{t:g}": list(pair) for t, pair in sweep.items()}
+        print("faces / non-faces by --min-face-prob:" + "".join(
+            f"  {t:g}: {accuracy_text(face)} / {accuracy_text(nonface)}" for t, (face, nonface) in sweep.items()))
     for name in spec.aux_classes:
         if f"aux_{name}_acc" in metrics:
             print(f"attribute {name}: accuracy {metrics[f'aux_{name}_acc']:.4f}")

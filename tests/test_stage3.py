@@ -72,6 +72,20 @@ def test_stage3_train_and_test_report_per_class_accuracy(sample_dir, tmp_path):
     assert zero["acc_face"] == 1.0 and zero["acc_nonface"] == 0.0 and zero["nme_box"] == metrics["nme_box"]
     # Each kind of non-face gets its own accuracy.
     assert {"acc_nonface_random", "acc_nonface_partial"} <= set(metrics)
+    # The sweep over face thresholds holds the accuracy at the model's own one.
+    assert metrics["threshold_sweep"]["0.5"] == pytest.approx([metrics["acc_face"], metrics["acc_nonface"]])
+
+
+def test_the_threshold_sweep_counts_each_class_at_each_threshold():
+    from landmarks.train import threshold_sweep
+    prob = np.array([0.95, 0.6, 0.2, 0.8, 0.4, 0.05])
+    is_face = np.array([True, True, True, False, False, False])
+    sweep = threshold_sweep(prob, is_face, (0.1, 0.5, 0.9))
+    assert sweep[0.1] == pytest.approx((1.0, 1 / 3))  # of the non-faces only 0.05 is called one
+    assert sweep[0.5] == pytest.approx((2 / 3, 2 / 3))
+    assert sweep[0.9] == pytest.approx((1 / 3, 1.0))
+    faces_only = threshold_sweep(prob[:3], is_face[:3], (0.5,))[0.5]
+    assert faces_only[0] == pytest.approx(2 / 3) and np.isnan(faces_only[1])
 
 
 def test_shipped_stage3_finds_several_faces_in_a_group_picture(sample_dir, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from .loop import FitResult, fit, train_one_epoch
 from .runtime import Distributed, init_distributed, keep_freed_memory, resolve_device
-from .tasks import LandmarkTask, StepOutput, accuracies, class_counts
+from .tasks import LandmarkTask, StepOutput, accuracies, class_counts, threshold_sweep
 
 __all__ = ["Distributed", "FitResult", "LandmarkTask", "StepOutput", "accuracies", "class_counts", "fit",
-           "init_distributed", "keep_freed_memory", "resolve_device", "train_one_epoch"]
+           "init_distributed", "keep_freed_memory", "resolve_device", "threshold_sweep", "train_one_epoch"]

@@ -53,6 +53,17 @@ def accuracies(counts: dict) -> dict:
             "acc_nonface": counts["nonface_correct"] / counts["nonfaces"] if counts["nonfaces"] else float("nan")}
 
 
+def threshold_sweep(face_prob, is_face, thresholds=(0.1, 0.3, 0.5, 0.7, 0.9)) -> dict[float, tuple[float, float]]:
+    """Accuracy on faces and on non-faces at each face threshold: face_prob [N], is_face [N] ->
+    {threshold: (acc_face, acc_nonface)} (NaN for a class with no crop), to choose --min-face-prob."""
+    prob, faces = torch.as_tensor(np.asarray(face_prob)), torch.as_tensor(np.asarray(is_face, dtype=bool))
+    sweep = {}
+    for threshold in thresholds:
+        found = accuracies(class_counts(prob, faces, threshold))
+        sweep[threshold] = (found.get("acc_face", float("nan")), found.get("acc_nonface", float("nan")))
+    return sweep
+
+
 def evaluation_steps(task, net, dataset, device, batch_size: int, max_steps: int, sums: dict):
     """``task.step`` over ``dataset`` in batches (at most ``max_steps``, 0: all), its loss sums
     added into ``sums``; yields (batch, StepOutput)."""
