@@ -41,15 +41,6 @@ def crop_box(face_box, width: int, height: int, ratio: float = 0.25) -> np.ndarr
     return snap_box_outward(clamp_box(expand_box(face_box, ratio), width, height))
 
 
-def outside_share(box, width: int, height: int) -> np.ndarray:
-    """``[..., 4]`` boxes -> ``[...]``: the largest share of a box's width (left, right) or height
-    (top, bottom) that lies outside the picture ``[0, width] x [0, height]``; 0 inside it."""
-    box = np.asarray(box, dtype=np.float64)
-    w, h = np.maximum(box[..., 2] - box[..., 0], 1e-9), np.maximum(box[..., 3] - box[..., 1], 1e-9)
-    beyond = np.stack([-box[..., 0] / w, (box[..., 2] - width) / w, -box[..., 1] / h, (box[..., 3] - height) / h], -1)
-    return np.clip(beyond.max(-1), 0.0, None)
-
-
 def box_size(box) -> np.ndarray:
     """``[..., 4]`` boxes -> ``[..., 2]`` (width, height)."""
     box = np.asarray(box, dtype=np.float64)

@@ -22,7 +22,7 @@ from ..data.dataset import normalize_images
 from ..data.images import crop_resize, load_image, to_channels, warp_crop
 from ..errors import UsageError, require_extra
 from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size, covered_share, crop_box, from_crop,
-                        invert_affine, outside_share, turn_points, turned_crop_matrix)
+                        invert_affine, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import make_finder
@@ -81,16 +81,9 @@ class Landmarker:
     refine: look at each face a second time, cropped from the box its first points give.
     turn_above: on that second look, a head tilted by more than this many degrees (its eye line,
     from the first points) is cropped turned upright, as the nets were trained (None: never).
-    edge_score: a face the picture's frame cuts deeper than the face branch learned (its crop
-    more than ``EDGE_DEPTH`` outside the picture) is kept on the finder's word when its score
-    reaches this, whatever the branch says (None: the branch decides everywhere).
     """
 
     TURN_ABOVE = 20.0
-    # The branch learned faces at the picture's edge from crops cut by up to a quarter of their
-    # side (--edge): beyond a tenth of the crop outside the picture its refusals are unreliable.
-    EDGE_DEPTH = 0.1
-    EDGE_SCORE = 0.5
     # On a smaller face the first points' eye line is too rough to turn by (and the net, shown
     # a blurred face turned the wrong way, follows the crop).
     TURN_MIN_FACE = 32
@@ -98,7 +91,7 @@ class Landmarker:
     def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
                  detector_size: int | None = None, detector_zoom_below: float | None = None,
                  refine: bool = True, turn_above: float | None = TURN_ABOVE, test_flip: bool | None = None,
-                 min_face_prob: float | None = None, edge_score: float | None = EDGE_SCORE,
+                 min_face_prob: float | None = None,
                  backend: str = "torch", device: str = "cpu"):
         self.backend = backend
         self.device = torch.device(device)
@@ -124,7 +117,6 @@ class Landmarker:
         self.finder = make_finder(detector, detector_threshold, device, detector_size, detector_zoom_below)
         self.refine = refine
         self.turn_above = turn_above
-        self.edge_score = edge_score
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
@@ -184,27 +176,15 @@ class Landmarker:
                              else affine_points(shares[j] * s, invert_affine(matrices[i])))
             if prob is not None:
                 prob[usable] = found_prob
-        at_edge = self.kept_at_edge(face_boxes, scores, w, h)
         faces = []
         for i in range(len(boxes)):
             p = None if prob is None else float(prob[i])
-            is_face = usable[i] and (p is None or not verify or p >= self.min_face_prob or at_edge[i])
+            is_face = usable[i] and (p is None or not verify or p >= self.min_face_prob)
             # A turned look reports the upright-framed box of the points it found.
             box = face_boxes[i] if not turns[i] or not is_face else self.scheme.face_boxes(points[i])
             faces.append(Face(box, boxes[i], points[i] if is_face else None, p,
                               None if scores is None else float(scores[i]), turn=float(turns[i])))
         return faces
-
-    def kept_at_edge(self, face_boxes: np.ndarray, scores, width: int, height: int) -> np.ndarray:
-        """Which faces [N, 4] are kept on the finder's ``scores`` [N] whatever the face branch says:
-        their crop (the box expanded as for training) lies more than ``EDGE_DEPTH`` outside the
-        picture and the score reaches ``edge_score``."""
-        if self.edge_score is None or scores is None or not len(face_boxes):
-            return np.zeros(len(face_boxes), bool)
-        size = box_size(face_boxes)
-        crops = face_boxes + self.config.crop_expand * np.concatenate([-size, size], axis=1)
-        depth = outside_share(crops, width, height)
-        return (depth > self.EDGE_DEPTH) & (np.asarray(scores, dtype=np.float64) >= self.edge_score)
 
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
         """Candidate face boxes [N, 4] and scores [N] from the face finder."""
