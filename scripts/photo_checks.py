@@ -14,6 +14,8 @@ web photos and selfies often do not.
   the new edge, as a photo framed tight on a person at its edge. Only that face counts; it is
   found when a face's points lie within 10 % of the true face's size (NME_box's normaliser)
   on average over its points left in the picture.
+- ``dark``: each picture underexposed by each of ``--stops`` (light halved per stop, in linear
+  light: sRGB decoded, scaled, encoded again), as a photo taken indoors or at dusk.
 
 The whole-picture pipeline runs on each with every finder of ``--detectors``. Reported per
 setting and finder: the faces, the share found (a predicted face with NME_box < 10 %), and the
@@ -25,6 +27,7 @@ annotated).
     python scripts/photo_checks.py closeup --pictures lists/split/test_pictures.txt
     python scripts/photo_checks.py tilt --pictures lists/split/test_pictures.txt
     python scripts/photo_checks.py edge --pictures lists/split/test_pictures.txt
+    python scripts/photo_checks.py dark --pictures lists/split/test_pictures.txt
 """
 
 from __future__ import annotations
@@ -99,6 +102,12 @@ def match_visible(found: list, truth: np.ndarray, visible: np.ndarray, threshold
     return bool(used[best]), used
 
 
+def underexposed(image: np.ndarray, stops: float) -> np.ndarray:
+    """``image`` (uint8 sRGB) with ``stops`` fewer stops of light: halved per stop in linear light."""
+    linear = (image.astype(np.float64) / 255.0) ** 2.2 * 2.0 ** -stops
+    return np.clip(np.round(linear ** (1 / 2.2) * 255.0), 0, 255).astype(np.uint8)
+
+
 def variants(kind: str, rgb: np.ndarray, picture, args):
     """(setting, picture, every annotated face's points there [F, K, 2], which faces count [F])
     for each picture ``kind`` makes of one."""
@@ -122,6 +131,9 @@ def variants(kind: str, rgb: np.ndarray, picture, args):
                     if made is not None:
                         part, matrix = made
                         yield share, part, affine_points(everyone, matrix), np.arange(len(everyone)) == index
+    elif kind == "dark":
+        for stops in args.stops:
+            yield stops, underexposed(rgb, stops), everyone, np.ones(len(everyone), bool)
     else:
         h, w = rgb.shape[:2]
         for angle in args.angles:
@@ -145,7 +157,7 @@ def other_faces(found: list, points: np.ndarray, counted: np.ndarray, scheme) ->
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["closeup", "tilt", "edge"], help="which pictures to make")
+    parser.add_argument("kind", choices=["closeup", "tilt", "edge", "dark"], help="which pictures to make")
     parser.add_argument("--pictures", type=Path, default=Path("lists/split/test_pictures.txt"),
                         help="picture list (default: %(default)s)")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9],
@@ -154,6 +166,13 @@ def main(argv=None) -> int:
                         help="tilt: degrees the pictures are turned by (default: %(default)s)")
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3],
                         help="edge: share of the face box beyond the picture's new edge (default: %(default)s)")
+    parser.add_argument("--stops", type=float, nargs="+", default=[0, 2, 4, 5],
+                        help="dark: stops of light taken away (default: %(default)s)")
+    parser.add_argument("--dark-floor", type=float, default=None,
+                        help="the detector lifts pictures darker than this mean linear light; 0: none "
+                             "(default: landmarks.data.pictures.DARK_FLOOR)")
+    parser.add_argument("--dark-target", type=float, default=None,
+                        help="... to this mean linear light (default: landmarks.data.pictures.DARK_TARGET)")
     parser.add_argument("--side", type=int, default=640, help="closeup: side of the squares (default: %(default)s)")
     parser.add_argument("--min-face", type=int, default=60,
                         help="closeup, edge: smallest face used, pixels (default: %(default)s)")
@@ -171,7 +190,15 @@ def main(argv=None) -> int:
     markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above or None,
                                 min_face_prob=args.min_face_prob)
                for name in args.detectors}
-    settings = {"closeup": args.fractions, "tilt": args.angles, "edge": args.shares}[args.kind]
+    for marker in markers.values():
+        if args.dark_floor is not None or args.dark_target is not None:
+            if not hasattr(marker.finder, "dark_floor"):
+                parser.error("--dark-floor and --dark-target are for a trained face detector")
+            if args.dark_floor is not None:
+                marker.finder.dark_floor = args.dark_floor
+            if args.dark_target is not None:
+                marker.finder.dark_target = args.dark_target
+    settings = {"closeup": args.fractions, "tilt": args.angles, "edge": args.shares, "dark": args.stops}[args.kind]
     # faces, found, other faces: on a counted face (points off), on a face not counted, on none
     counts = {(setting, name): np.zeros(5, int) for setting in settings for name in markers}
     pictures, _ = read_picture_list(args.pictures)
@@ -193,9 +220,10 @@ def main(argv=None) -> int:
                 counts[setting, name] += (counted.sum(), hits, *others)
     heading = {"closeup": f"close-ups of faces of at least {args.min_face} px, {args.side} px squares",
                "tilt": "pictures turned about their centre",
-               "edge": f"faces of at least {args.min_face} px cut by the picture's edge, each side"}[args.kind]
+               "edge": f"faces of at least {args.min_face} px cut by the picture's edge, each side",
+               "dark": "pictures underexposed"}[args.kind]
     print(f"{heading}, from {args.pictures}")
-    column = {"closeup": "face / side", "tilt": "degrees", "edge": "box beyond"}[args.kind]
+    column = {"closeup": "face / side", "tilt": "degrees", "edge": "box beyond", "dark": "stops"}[args.kind]
     print(f"{column:>11s} {'finder':8s} {'faces':>6s} {'found':>6s}   "
           f"other faces: {'points off':>10s} {'not counted':>11s} {'elsewhere':>9s}")
     for (setting, name), (total, found, off, uncounted, elsewhere) in counts.items():
