@@ -384,3 +384,35 @@ def test_a_phone_photo_stored_on_its_side_is_read_upright_for_prediction(sample_
     assert shown.shape[:2] == (upright.height, upright.width)
     assert np.abs(shown.astype(float) - np.asarray(upright, dtype=float)).mean() < 4
     assert len([f for f in Landmarker().detect(tmp_path / "side.jpg") if f.is_face]) >= 2
+
+
+def underexposed(image: np.ndarray, stops: float) -> np.ndarray:
+    """``stops`` fewer stops of light, as ``scripts/photo_checks.py dark`` makes them."""
+    import runpy
+
+    from conftest import REPO
+    return runpy.run_path(str(REPO / "scripts" / "photo_checks.py"))["underexposed"](image, stops)
+
+
+def test_a_dark_picture_is_lifted_to_the_floor_and_a_lit_one_left_alone():
+    from landmarks.data.pictures import DARK_FLOOR, DARK_TARGET, lift_dark
+    rng = np.random.default_rng(0)
+    lit = rng.integers(60, 250, (120, 160, 3), dtype=np.uint8)
+    assert lift_dark(lit) is lit
+    dark = underexposed(lit, 5)
+    lifted = lift_dark(dark)
+    linear_mean = ((lifted / 255.0) ** 2.2).mean()
+    assert ((dark / 255.0) ** 2.2).mean() < DARK_FLOOR and abs(linear_mean - DARK_TARGET) < 0.01
+    order = np.argsort(dark.ravel(), kind="stable")
+    assert (np.diff(lifted.ravel()[order].astype(int)) >= 0).all()  # brighter stays brighter
+
+
+def test_the_detector_finds_the_faces_of_a_picture_five_stops_too_dark(sample_dir):
+    from landmarks.data.images import load_image
+    from landmarks.inference.faces import make_finder
+    rgb = load_image(sample_dir / "I" / "000471.jpg", 3)  # five faces
+    finder = make_finder("default")
+    dark = underexposed(rgb, 5)
+    assert (finder(rgb)[1] >= 0.2).sum() == (finder(dark)[1] >= 0.2).sum() == 5
+    # Shown the dark picture as it is, the detector loses most of them.
+    assert (finder.look(dark, finder.size)[1] >= 0.2).sum() <= 2

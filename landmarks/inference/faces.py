@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.pictures import DARK_FLOOR, DARK_TARGET
 from ..errors import DataError, UsageError
 from ..geometry import box_scale
 
@@ -89,9 +90,12 @@ class NetFinder:
         self.device = torch.device(device)
         self.net = fuse_batch_norm(loaded.net.eval()).to(self.device, memory_format=torch.channels_last)
         self.codec = CentreBoxes(loaded.net.stride)
+        # Pictures darker than the training ones are lifted first (data.pictures.lift_dark).
+        self.dark_floor, self.dark_target = DARK_FLOOR, DARK_TARGET
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, 2)
+        from ..data.pictures import lift_dark
+        rgb = lift_dark(image if image.shape[2] == 3 else np.repeat(image, 3, 2), self.dark_floor, self.dark_target)
         boxes, scores, scale = self.look(rgb, self.size)
         if not needs_zoom(boxes * scale, scores, self.default_threshold, self.zoom_below):
             return boxes, scores
