@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.pictures import DARK_FLOOR, DARK_TARGET
 from ..errors import DataError, UsageError
 from ..geometry import box_scale
 
@@ -77,6 +76,7 @@ class NetFinder:
         import torch
 
         from ..codecs import CentreBoxes
+        from ..data.pictures import DARK_FLOOR, DARK_TARGET
         from ..net.faces import fuse_batch_norm
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
