@@ -41,6 +41,7 @@ import torch
 
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
+from landmarks.data.pictures import DARK_FLOOR, mean_light
 from landmarks.geometry import affine_points, box_centre, box_size, iou
 from landmarks.inference.evaluate import FOUND_NME
 from landmarks.inference.landmarker import Landmarker
@@ -202,8 +203,10 @@ def main(argv=None) -> int:
     # faces, found, other faces: on a counted face (points off), on a face not counted, on none
     counts = {(setting, name): np.zeros(5, int) for setting in settings for name in markers}
     pictures, _ = read_picture_list(args.pictures)
+    light = []
     for picture in pictures[:args.count or None]:
         rgb = load_image(picture.image, 3)
+        light.append(mean_light(rgb))
         for setting, image, points, counted in variants(args.kind, rgb, picture, args):
             for name, marker in markers.items():
                 faces = [f for f in marker.detect(image) if f.is_face]
@@ -223,6 +226,11 @@ def main(argv=None) -> int:
                "edge": f"faces of at least {args.min_face} px cut by the picture's edge, each side",
                "dark": "pictures underexposed"}[args.kind]
     print(f"{heading}, from {args.pictures}")
+    if args.kind == "dark":
+        floor = DARK_FLOOR if args.dark_floor is None else args.dark_floor
+        print(f"mean linear light of the {len(light)} pictures as they are: median {np.median(light):.3f}, "
+              f"5th percentile {np.percentile(light, 5):.3f}; {sum(v < floor for v in light)} under the "
+              f"detector's floor {floor:g}")
     column = {"closeup": "face / side", "tilt": "degrees", "edge": "box beyond", "dark": "stops"}[args.kind]
     print(f"{column:>11s} {'finder':8s} {'faces':>6s} {'found':>6s}   "
           f"other faces: {'points off':>10s} {'not counted':>11s} {'elsewhere':>9s}")
