@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-CODECS: dict[str, type["Codec"]] = {}
+from .registry import Registry
+
+CODECS: Registry[type["Codec"]] = Registry("codec")
 
 
 def register(cls):
-    CODECS[cls.name] = cls
-    return cls
+    return CODECS.register(cls.name)(cls)
 
 
 class Codec:
@@ -150,7 +151,7 @@ class SimCC(Codec):
 
 
 def build_codec(name: str, num_points: int) -> Codec:
-    return CODECS[name](num_points)
+    return CODECS.get(name)(num_points)
 
 
 class CentreBoxes:

@@ -19,16 +19,22 @@ from pathlib import Path
 
 from .data.augment import STANDARD_AUGMENT, AugmentSettings
 from .errors import UsageError
+from .geometry import EXPAND_RATIO
+from .net import NETS
+from .net.faces import FACE_NETS
+from .net.losses import LOSSES
 
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
 TASKS = ("landmarks", "faces")
 SCHEDULES = ("none", "step", "cosine")
 
 
-def setting(default, help: str, *, choices=None, default_text: str | None = None, flag: bool = True):
-    """A config field with its help text; ``choices`` names a fixed set or a registry key."""
+def setting(default, help: str, *, choices=None, default_text: str | None = None, flag: bool = True,
+            metavar: str | None = None):
+    """A settings field with its help text; ``choices`` names a fixed set or a registry key;
+    ``flag``: whether the command line gets a flag for it."""
     return field(default=default, metadata={"help": help, "choices": choices, "default_text": default_text,
-                                            "flag": flag})
+                                            "flag": flag, "metavar": metavar})
 
 
 @dataclass
@@ -89,7 +95,6 @@ class Config:
 
     @property
     def crop_expand(self) -> float:
-        from .data.lists import EXPAND_RATIO
         return self.expand if self.expand is not None else EXPAND_RATIO
 
     def aux_weights(self) -> dict[str, float]:
@@ -144,10 +149,7 @@ def config_from_dict(values: dict, base: Config | None = None, where: str = "con
 
 def registry_choices() -> dict[str, list[str]]:
     """The sets that a registry defines: nets (landmark nets and face detectors) and losses."""
-    from .net import NETS
-    from .net.faces import FACE_NETS
-    from .train.losses import LOSSES
-    return {"net": sorted([*NETS, *FACE_NETS]), "loss": sorted(LOSSES)}
+    return {"net": sorted([*NETS, *FACE_NETS]), "loss": LOSSES.names()}
 
 
 def validate(config: Config, where: str = "config") -> None:
@@ -160,7 +162,6 @@ def validate(config: Config, where: str = "config") -> None:
         if getattr(config, item.name) not in valid:
             raise UsageError(f"{where}: {item.name} {getattr(config, item.name)!r} is not one of "
                              f"{', '.join(str(v) for v in valid)}")
-    from .net.faces import FACE_NETS
     if (config.task == "faces") != (config.net in FACE_NETS):
         wanted = "a face detector net" if config.task == "faces" else "a landmark net"
         raise UsageError(f"{where}: task {config.task} needs {wanted}; net {config.net!r} is not one")
@@ -229,7 +230,8 @@ def _add_field_flag(group, cls, item: dataclasses.Field, default, registries: di
         element = typing.get_args(kind)[0]
         group.add_argument(flag, type=_comma_list(element, flag), default=None, metavar="A,B", help=help_text)
     else:
-        group.add_argument(flag, type=kind, default=None, choices=choices, help=help_text)
+        group.add_argument(flag, type=kind, default=None, choices=choices, metavar=item.metadata.get("metavar"),
+                           help=help_text)
 
 
 def _comma_list(element, flag: str):
@@ -254,6 +256,22 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                          help=f"switch on the standard set: {STANDARD_AUGMENT}")
     for item in dataclasses.fields(AugmentSettings):
         _add_field_flag(augment, AugmentSettings, item, getattr(augment_defaults, item.name), registries)
+
+
+def add_settings_flags(group, cls) -> None:
+    """One flag per field of the settings dataclass ``cls`` (made with :func:`setting`), its
+    default the field's: unset flags stay None, so :func:`settings_from_flags` keeps the field's."""
+    defaults = cls()
+    for item in dataclasses.fields(cls):
+        if item.metadata.get("flag", True):
+            _add_field_flag(group, cls, item, getattr(defaults, item.name), {})
+
+
+def settings_from_flags(cls, args: argparse.Namespace, **values):
+    """A ``cls`` with the flags given on the command line (and ``values``) over its defaults."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+             if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None}
+    return cls(**{**given, **values})
 
 
 def config_overrides(args: argparse.Namespace) -> dict:

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+# The course's crop recipe: the face box grown by a quarter of its size on every side.
+EXPAND_RATIO = 0.25
 
-def expand_box(box, ratio: float = 0.25) -> np.ndarray:
+
+def expand_box(box, ratio: float = EXPAND_RATIO) -> np.ndarray:
     """Grow ``box`` by ``ratio`` of its width and height on every side."""
     x1, y1, x2, y2 = (float(v) for v in box)
     dx, dy = ratio * (x2 - x1), ratio * (y2 - y1)
@@ -36,7 +39,7 @@ def snap_box_outward(box) -> np.ndarray:
                      math.ceil(x2 - 1e-6), math.ceil(y2 - 1e-6)], dtype=np.float64)
 
 
-def crop_box(face_box, width: int, height: int, ratio: float = 0.25) -> np.ndarray:
+def crop_box(face_box, width: int, height: int, ratio: float = EXPAND_RATIO) -> np.ndarray:
     """The training crop of a face: expanded by ``ratio``, clamped, whole pixels."""
     return snap_box_outward(clamp_box(expand_box(face_box, ratio), width, height))
 

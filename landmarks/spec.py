@@ -5,6 +5,7 @@ classes. It rebuilds the net, and travels in every checkpoint and beside every e
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -13,7 +14,11 @@ from .codecs import Codec, build_codec
 from .config import Config, config_from_dict
 from .data.scheme import DEFAULT_SCHEME, Scheme, load_scheme, scheme_from_dict
 from .errors import UsageError
+from .data.labels import LandmarkList
 from .net import InferenceModel, build_net
+from .net.faces import build_face_net
+
+log = logging.getLogger("landmarks")
 
 
 @dataclass
@@ -37,7 +42,6 @@ class ModelSpec:
     def build(self) -> torch.nn.Module:
         """A new net of this spec, initialised from the current random state."""
         if self.task == "faces":
-            from .net.faces import build_face_net
             return build_face_net(self.config)
         c = self.config
         return build_net(c.net, num_points=self.num_points, channels=c.channels, size=c.input_size,
@@ -85,3 +89,49 @@ def resolve_scheme(config: Config, list_scheme: Scheme | None) -> Scheme:
 def with_scheme(spec: ModelSpec, scheme: Scheme) -> ModelSpec:
     config = dataclasses.replace(spec.config, scheme=scheme.name)
     return ModelSpec(config, scheme, spec.attributes)
+
+
+# ---------------------------------------------------------------- what a model and a list must share
+
+def check_list_for(spec: ModelSpec, data: LandmarkList) -> LandmarkList:
+    """A list to test or validate ``spec``'s model on: same point count and crop expansion
+    (another scheme of the same count is only warned of)."""
+    path, scheme = data.path, data.info.scheme
+    if data.num_points is not None and data.num_points != spec.num_points:
+        raise UsageError(f"{path}: holds {data.num_points}-point faces but the model predicts "
+                         f"{spec.num_points} ({spec.scheme.name}); build lists with --scheme {spec.scheme.name}")
+    if scheme is not None and scheme.name != spec.scheme.name:
+        log.warning("%s: lists of scheme %s, the model's is %s (same point count)", path, scheme.name, spec.scheme.name)
+    if data.info.expand is not None and abs(data.info.expand - spec.config.crop_expand) > 1e-9:
+        raise UsageError(f"{path}: crops expanded by {data.info.expand} but the model was trained on "
+                         f"{spec.config.crop_expand}; build lists with --expand {spec.config.crop_expand}")
+    return data
+
+
+def training_spec(config: Config, data: LandmarkList) -> ModelSpec:
+    """The spec a run trains: the config with the lists' scheme, expansion and attributes."""
+    scheme = resolve_scheme(config, data.info.scheme)
+    if data.num_points is not None and data.num_points != scheme.num_points:
+        raise UsageError(f"{data.path}: holds {data.num_points}-point faces but scheme {scheme.name} has "
+                         f"{scheme.num_points}")
+    expand = data.info.expand
+    if config.expand is not None and expand is not None and abs(config.expand - expand) > 1e-9:
+        raise UsageError(f"--expand {config.expand}: the lists in {data.path.parent} were cut with {expand}; "
+                         f"build lists with python -m landmarks.data --expand {config.expand}")
+    config = dataclasses.replace(config, scheme=scheme.name, expand=config.expand if expand is None else expand)
+    if config.expand is None:
+        config = dataclasses.replace(config, expand=config.crop_expand)
+    unknown = [name for name in config.aux_weights() if name not in data.info.attributes]
+    if unknown:
+        have = ", ".join(data.info.attributes) or "none"
+        raise UsageError(f"--aux {', '.join(unknown)}: the lists carry no such attribute (they carry: {have}); "
+                         "python -m landmarks.data --yaw adds a yaw attribute")
+    attributes = {name: data.info.attributes[name] for name in config.aux_weights()}
+    return ModelSpec(config, scheme, attributes)
+
+
+def finetune_spec(old: ModelSpec, new: ModelSpec) -> ModelSpec:
+    """The finetuned model: the old net with the new run's heads (face branch, scheme, attributes)."""
+    if new.config.net != old.config.net:
+        raise UsageError(f"--net {new.config.net}: finetuning keeps the model's net ({old.config.net})")
+    return new

@@ -41,7 +41,7 @@ import torch
 
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
-from landmarks.data.pictures import DARK_FLOOR, mean_light
+from landmarks.inference.faces import DARK_FLOOR, mean_light
 from landmarks.geometry import affine_points, box_centre, box_size, iou
 from landmarks.inference.evaluate import FOUND_NME
 from landmarks.inference.landmarker import Landmarker
@@ -171,9 +171,9 @@ def main(argv=None) -> int:
                         help="dark: stops of light taken away (default: %(default)s)")
     parser.add_argument("--dark-floor", type=float, default=None,
                         help="the detector lifts pictures darker than this mean linear light; 0: none "
-                             "(default: landmarks.data.pictures.DARK_FLOOR)")
+                             "(default: landmarks.inference.faces.DARK_FLOOR)")
     parser.add_argument("--dark-target", type=float, default=None,
-                        help="... to this mean linear light (default: landmarks.data.pictures.DARK_TARGET)")
+                        help="... to this mean linear light (default: landmarks.inference.faces.DARK_TARGET)")
     parser.add_argument("--side", type=int, default=640, help="closeup: side of the squares (default: %(default)s)")
     parser.add_argument("--min-face", type=int, default=60,
                         help="closeup, edge: smallest face used, pixels (default: %(default)s)")

@@ -97,7 +97,7 @@ def test_checkpoints_of_the_wrong_kind_are_refused(tmp_path, capsys, sample_list
 def test_runs_started_together_do_not_race_on_the_write_check(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from landmarks.detector import writable_folder
+    from landmarks.train.run import writable_folder
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: writable_folder(tmp_path / "runs"), range(64)))

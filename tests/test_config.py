@@ -25,7 +25,7 @@ def test_every_setting_has_a_flag_whose_help_ends_with_its_default():
     assert sorted(actions["net"].choices) == actions["net"].choices and "stage1_wide" in actions["net"].choices
 
 
-@pytest.mark.parametrize("module", ["landmarks.detector", "landmarks.data.__main__"])
+@pytest.mark.parametrize("module", ["landmarks.detector", "landmarks.commands.lists"])
 def test_help_states_each_default_once(module):
     text = importlib.import_module(module).build_parser().format_help()
     entries = re.split(r"\n  (?=-)|\n\n", text)  # one entry per flag or group title

@@ -7,6 +7,7 @@ from landmarks.data import (FaceLandmarksDataset, build_lists, normalize_images,
                             verification_picture)
 from landmarks.geometry import expand_box, iou
 from landmarks.data.images import load_image
+from landmarks.commands.lists import framing
 from landmarks.data.labels import read_list
 from landmarks.errors import UsageError
 
@@ -116,7 +117,7 @@ def test_detector_mistakes_are_boxes_off_every_face(tmp_path):
 def test_finder_framed_faces_pairs_each_face_with_the_second_look_box_that_overlaps_it_most(tmp_path):
     import cv2
 
-    from landmarks.data.lists import finder_framed_faces
+    from landmarks.inference.landmarker import framed_faces
     image = tmp_path / "p.png"
     cv2.imwrite(str(image), np.zeros((200, 300, 3), np.uint8))
     faces = np.array([[100.0, 50.0, 150.0, 100.0], [10.0, 10.0, 30.0, 30.0], [200.0, 100.0, 260.0, 160.0]])
@@ -130,23 +131,23 @@ def test_finder_framed_faces_pairs_each_face_with_the_second_look_box_that_overl
             assert rgb.shape == (200, 300, 3)
             return np.zeros((len(looked), 4)), np.ones(len(looked))
 
-        def pixels(self, rgb):
+        def _pixels(self, rgb):
             return rgb[:, :, :1]
 
-        def first_look(self, pixels, boxes, scores):
+        def _first_look(self, pixels, boxes, scores):
             assert pixels.shape == (200, 300, 1)
             return [], [], looked
 
     rgb = load_image(image, 3)
-    framed = finder_framed_faces(Marker(), rgb, faces)
+    framed = framed_faces(Marker(), rgb, faces)
     assert [(index, box.tolist()) for index, box in framed] == [(0, looked[1].tolist())]
-    assert [index for index, _ in finder_framed_faces(Marker(), rgb, faces, min_iou=0.25)] == [0, 1, 2]
+    assert [index for index, _ in framed_faces(Marker(), rgb, faces, min_iou=0.25)] == [0, 1, 2]
 
 
 def test_framed_positives_add_training_faces_cropped_where_the_pipeline_looks(sample_dir, tmp_path):
     plain = build_lists(sample_dir, tmp_path / "plain", test_ratio=0.2, seed=0, negatives=1)
     summary = build_lists(sample_dir, tmp_path / "framed", test_ratio=0.2, seed=0, negatives=1,
-                          framed_positives="stage3")
+                          frame_faces=framing("stage3", None), framed_by="stage3")
     for name in ("test", "test_pictures", "train_pictures"):  # only the training crops change
         assert (tmp_path / "plain" / f"{name}.txt").read_text() == (tmp_path / "framed" / f"{name}.txt").read_text()
     train = read_list(tmp_path / "framed" / "train.txt").entries

@@ -25,16 +25,17 @@ def worker(rank: int, world: int, port: int, lists: str, out: str) -> None:
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from landmarks import detector
+    from landmarks.train import run
 
     captured = {}
-    real_fit = detector.fit
+    real_fit = run.fit
 
     def fit_and_keep(model, *args, **kwargs):
         result = real_fit(model, *args, **kwargs)
         captured["state"] = {k: v.clone() for k, v in model.state_dict().items()}
         return result
 
-    detector.fit = fit_and_keep
+    run.fit = fit_and_keep
     code = detector.main(["--phase", "train", "--list-dir", lists, "--runs-dir", f"{out}/runs", "--run-name", "ddp",
                           "--epochs", "2", "--max-steps", "3", "--batch-size", "8", "--augment", "--quiet",
                           "--no-cache", "--device", "cpu"])

@@ -14,7 +14,7 @@ from landmarks.detector import main
 from landmarks.errors import UsageError
 from landmarks.geometry import affine_points, box_centre
 from landmarks.inference.faces import HaarFinder, NetFinder
-from landmarks.inference.landmarker import Face, Landmarker, merge_duplicates
+from landmarks.inference.landmarker import Face, Landmarker, LandmarkerSettings, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
 
 from conftest import run_main
@@ -221,7 +221,7 @@ def test_the_api_gives_the_nets_points_on_the_crop_it_reports(sample_dir):
     rgb = as_image(load_image(sample_dir / "I" / "000421.jpg", 3))
     box = np.array([[60.0, 40.0, 200.0, 190.0]])
     face = marker.landmarks(rgb, box, verify=False)[0]
-    crop = marker.crops(marker.pixels(rgb), face.crop_box[None])
+    crop = marker._crops(marker._pixels(rgb), face.crop_box[None])
     with torch.no_grad():
         shares, prob = loaded.spec.inference_model(loaded.net, False)(crop)
     np.testing.assert_allclose(face.points, face.crop_box[:2] + shares[0].numpy() * (face.crop_box[2:] - face.crop_box[:2]),
@@ -352,7 +352,7 @@ def test_a_tilted_head_is_looked_at_turned_upright_and_its_points_come_back_clos
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), -40, 1.0)  # 40 degrees clockwise on screen
     tilted, tilted_truth = cv2.warpAffine(image, turn, (w, h)), affine_points(truth, turn)
     errors, turns = {}, {}
-    for name, above in (("turned", Landmarker.TURN_ABOVE), ("unturned", None)):
+    for name, above in (("turned", LandmarkerSettings.turn_above), ("unturned", 0)):
         faces = [f for f in Landmarker(turn_above=above).detect(tilted) if f.is_face]
         found, _ = match_faces([f.points for f in faces], tilted_truth, 0.5)
         errors[name] = found
@@ -395,7 +395,7 @@ def underexposed(image: np.ndarray, stops: float) -> np.ndarray:
 
 
 def test_a_dark_picture_is_lifted_to_the_floor_and_a_lit_one_left_alone():
-    from landmarks.data.pictures import DARK_FLOOR, DARK_TARGET, lift_dark
+    from landmarks.inference.faces import DARK_FLOOR, DARK_TARGET, lift_dark
     rng = np.random.default_rng(0)
     lit = rng.integers(60, 250, (120, 160, 3), dtype=np.uint8)
     assert lift_dark(lit) is lit

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from landmarks.data import build_lists
 from landmarks.detector import main
 from landmarks.data.labels import read_list
-from landmarks.train.losses import stage3_loss
+from landmarks.net.losses import stage3_loss
 
 
 def test_landmark_loss_is_masked_to_faces_and_zero_without_faces():
@@ -137,5 +137,5 @@ def test_square_negatives_are_squares_of_face_size_clear_of_every_face(sample_li
 
 
 def test_the_log_says_when_a_list_holds_no_crop_of_a_class():
-    from landmarks.detector import accuracy_text
+    from landmarks.train.run import accuracy_text
     assert accuracy_text(float("nan")) == "(none listed)" and accuracy_text(0.98) == "0.9800"

@@ -12,7 +12,7 @@ Every reader reports a bad line or file with its file:line and skips it (or stop
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Source:
     scheme: Scheme
     attributes: dict[str, list[str]]
     boxes_given: bool  # False: boxes were made from the points
+    files: list[Path] = field(default_factory=list)  # the annotation files read
 
 
 def check_inside_image(box, points, width: int, height: int) -> None:
@@ -163,11 +164,13 @@ def read_course(data_dir: Path, report: Report, folders: list[str] | None = None
                 scheme: Scheme | None = None) -> Source:
     annotations: list[Annotation] = []
     count = None
-    for folder in find_label_folders(data_dir, folders):
-        annotations += read_label_file(folder / "label.txt", report, count)
+    label_files = [folder / "label.txt" for folder in find_label_folders(data_dir, folders)]
+    for label_file in label_files:
+        annotations += read_label_file(label_file, report, count)
         if annotations and count is None:
             count = len(annotations[0].points)
-    return Source(annotations, source_scheme(count or default_point_count(), scheme), {}, boxes_given=True)
+    return Source(annotations, source_scheme(count or default_point_count(), scheme), {}, boxes_given=True,
+                  files=label_files)
 
 
 def source_scheme(count: int, scheme: Scheme | None) -> Scheme:
@@ -263,7 +266,8 @@ def read_pts(data_dir: Path, report: Report, box_file: Path | None = None,
         accept(Annotation(image, box, points, str(pts)), sizes, report, annotations)
     if found is None:
         raise DataError(f"{data_dir}: no readable .pts file ({report.summary()})")
-    return Source(annotations, found, {}, boxes_given=bool(boxes))
+    return Source(annotations, found, {}, boxes_given=bool(boxes),
+                  files=files + ([Path(box_file)] if box_file else []))
 
 
 # ---------------------------------------------------------------- WFLW and MTFL
@@ -312,7 +316,8 @@ def read_wflw(data_dir: Path, labels: Path, report: Report) -> Source:
         attributes = decode_attributes(values[coordinates + 4:], WFLW_ATTRIBUTES, 0)
         return Annotation(Path(data_dir) / fields[-1], box, values[:coordinates].reshape(-1, 2), source, attributes)
 
-    return Source(read_annotation_lines(labels, report, parse), scheme, dict(WFLW_ATTRIBUTES), boxes_given=True)
+    return Source(read_annotation_lines(labels, report, parse), scheme, dict(WFLW_ATTRIBUTES), boxes_given=True,
+                  files=[Path(labels)])
 
 
 def read_mtfl(data_dir: Path, labels: Path, report: Report) -> Source:
@@ -329,7 +334,8 @@ def read_mtfl(data_dir: Path, labels: Path, report: Report) -> Source:
         image = Path(data_dir) / fields[0].replace("\\", "/")
         return Annotation(image, scheme.face_boxes(points), points, source, attributes)
 
-    return Source(read_annotation_lines(labels, report, parse), scheme, dict(MTFL_ATTRIBUTES), boxes_given=False)
+    return Source(read_annotation_lines(labels, report, parse), scheme, dict(MTFL_ATTRIBUTES), boxes_given=False,
+                  files=[Path(labels)])
 
 
 def read_lines(path: Path) -> list[str]:

@@ -350,3 +350,21 @@ def read_picture_list(path, strict: bool = False) -> tuple[list[Picture], Report
     if not pictures:
         raise DataError(f"{path}: no pictures in the list")
     return pictures, report
+
+
+def predictions_text(entries: list[ListEntry], predictions: dict, min_face_prob: float) -> str:
+    """label.txt form: path as listed, the list's box, 2K predicted coordinates in image pixels,
+    for each crop the model calls a face (face probability at least ``min_face_prob``).
+
+    predictions: ``indices`` [N] into ``entries``, ``points`` [N, K, 2] in crop pixels,
+    ``face_prob`` [len(entries)] or None."""
+    lines = []
+    prob = predictions["face_prob"]
+    for i, points in zip(predictions["indices"], predictions["points"]):
+        if prob is not None and prob[i] < min_face_prob:
+            continue  # classified as a non-face: no landmarks
+        entry = entries[i]
+        absolute = points + entry.box[:2]
+        numbers = [f"{v:.2f}" for v in np.concatenate([entry.box, absolute.reshape(-1)])]
+        lines.append(" ".join([entry.listed_as or str(entry.image)] + numbers))
+    return "".join(line + "\n" for line in lines)

@@ -9,18 +9,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import DataError, UsageError
-from ..geometry import box_centre, contains, crop_box, expand_box, iou
+from ..files import Outputs
+from ..geometry import EXPAND_RATIO, box_centre, contains, crop_box, expand_box, iou
 from .formats import read_source
-from .images import image_size
+from .images import image_size, load_image
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
                      write_picture_list)
 from .scheme import Scheme, load_scheme
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("landmarks")
 
-EXPAND_RATIO = 0.25
 NEGATIVE_KINDS = ("random", "partial", "loose")
 # loose is left out by default: the branch it trains lost small faces in whole pictures (README).
 DEFAULT_NEGATIVE_KINDS = ("random", "partial")
@@ -114,7 +115,6 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
     """A face finder's boxes on ``image`` that are not on a face, best first: IoU below ``max_iou``
     with every face, no face's centre inside, and not centred inside a face (a box twice a
     face's size around it overlaps it little, yet shows the face)."""
-    from .images import load_image
     boxes, scores = finder(load_image(image, 3))
     centres = box_centre(face_boxes)
 
@@ -127,27 +127,6 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
     mistakes = [(box, "detector") for box, _ in sorted(zip(boxes, scores), key=lambda item: -item[1])
                 if not on_a_face(box) and box[2] > box[0] + 4 and box[3] > box[1] + 4]
     return mistakes[:count]
-
-
-def finder_framed_faces(marker, rgb: np.ndarray, face_boxes: np.ndarray,
-                        min_iou: float = 0.4) -> list[tuple[int, np.ndarray]]:
-    """Where the whole-picture pipeline looks at the faces of an RGB picture: ``marker``'s finder,
-    its first look, and the face box those points give (the second look's) -> (face index, box)
-    for each annotated face with such a box at IoU ``min_iou`` or more, the closest one.
-
-    For a small face that box is looser than the annotation (its first points spread), and the
-    face branch must still call the crop a face."""
-    boxes, scores = marker.find(rgb)
-    _, _, looked = marker.first_look(marker.pixels(rgb), boxes, scores)
-    if not len(looked):
-        return []
-    framed = []
-    for index, face_box in enumerate(face_boxes):
-        overlap = iou(face_box, looked)
-        best = int(overlap.argmax())
-        if overlap[best] >= min_iou:
-            framed.append((index, looked[best]))
-    return framed
 
 
 def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
@@ -169,8 +148,9 @@ def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
 def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme | None = None,
                 labels=None, box_file=None, folders=None, test_ratio: float = 0.1, val_ratio: float = 0.0,
                 seed: int = 0, strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
-                ratio: float = EXPAND_RATIO, yaw: bool = False, detector=None, detector_threshold: float = 0.1,
-                detector_negatives: int = 3, negative_kinds=DEFAULT_NEGATIVE_KINDS, framed_positives=None) -> dict:
+                ratio: float = EXPAND_RATIO, yaw: bool = False, find_faces=None, detector_negatives: int = 3,
+                negative_kinds=DEFAULT_NEGATIVE_KINDS, frame_faces=None, framed_by: str = "",
+                outputs: Outputs | None = None, verify: int = 0) -> dict:
     """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
     ``test_pictures.txt`` and ``lists.json``; returns a summary dict.
 
@@ -178,21 +158,30 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     ``val_pictures.txt`` instead, for choosing settings; the test split stays the one
     ``test_ratio`` and ``seed`` give without it.
 
-    ``detector`` (a face finder, see landmarks.inference.faces.make_finder) adds its false
-    positives on each picture, scoring ``detector_threshold`` or more, as non-faces of kind
-    ``detector`` (at most ``detector_negatives`` a picture, best-scored first): the mistakes a
-    whole-picture pipeline asks the face branch to catch.
+    ``find_faces`` (a face finder: RGB picture -> boxes [N, 4], scores [N]) adds its false
+    positives on each picture as non-faces of kind ``detector`` (at most ``detector_negatives`` a
+    picture, best-scored first): the mistakes a whole-picture pipeline asks the face branch to catch.
 
-    ``framed_positives`` (a landmark model) adds each training face a second time, cropped where
-    the whole-picture pipeline of that model looks at it (see finder_framed_faces; the finder is
-    ``detector``, else the shipped one, at its own threshold), with ``framing=finder``. Only the
-    training part gets them: validation and test crops stay framed by the annotations."""
+    ``frame_faces`` (RGB picture, annotated face boxes [F, 4] -> [(face index, box)], where a
+    whole-picture pipeline looks at each face; ``framed_by`` names it in lists.json) adds each
+    training face a second time, cropped there, with ``framing=finder``. Only the training part
+    gets them: validation and test crops stay framed by the annotations.
+
+    Every file read is refused as an output (``outputs`` holds the command's other inputs), and
+    checked before anything is written; ``verify``: verify.png is to be written too."""
+    outputs = outputs or Outputs()
     report = Report(strict=strict)
     target = load_scheme(scheme) if isinstance(scheme, (str, Path)) else scheme
     source = read_source(fmt, Path(data_dir), report, folders=folders, labels=labels, box_file=box_file,
                          scheme=target)
     if not source.annotations:
         raise DataError(f"{data_dir}: no usable faces ({report.summary()})")
+    outputs.reads("--data-dir", *source.files, *sorted({a.image for a in source.annotations}))
+    out_dir = Path(out_dir)
+    parts_written = ("train", "test") + (("val",) if val_ratio else ())
+    written = [f"{part}{suffix}" for part in parts_written for suffix in (".txt", "_pictures.txt")]
+    for name in written + ["lists.json"] + (["verify.png"] if verify else []):
+        outputs.check("--out-dir", out_dir / name)
     target = target or source.scheme
     annotations = [replace(a, points=target.convert(a.points, source.scheme)) for a in source.annotations]
     boxes = np.array([a.box for a in annotations])
@@ -208,14 +197,9 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     for annotation in annotations:
         by_image[annotation.image].append(annotation)
     rng = np.random.default_rng(seed)
-    finder = None
-    if detector is not None:
-        from ..inference.faces import make_finder
-        finder = make_finder(detector, detector_threshold)
     entries: list[ListEntry] = []
     images = sorted(by_image)
-    if finder is not None:
-        from tqdm import tqdm
+    if find_faces is not None:
         images = tqdm(images, desc="detector negatives", unit="img", leave=False, disable=None)
     for image in images:
         width, height = image_size(image)
@@ -224,8 +208,8 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         face_boxes = np.stack([face.box for face in faces])
         found = (sample_negatives(face_boxes, width, height, negatives, neg_iou, rng, kinds=negative_kinds,
                                   ratio=ratio) if negatives else [])
-        if finder is not None:
-            found += detector_mistakes(finder, image, face_boxes, neg_iou, detector_negatives)
+        if find_faces is not None:
+            found += detector_mistakes(find_faces, image, face_boxes, neg_iou, detector_negatives)
         for box, kind in found:
             entries.append(ListEntry(image, crop_box(box, width, height, ratio), None,
                                      f"negative of {image}", attributes={"negative": kind}))
@@ -236,13 +220,12 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         share = val_ratio / max(1.0 - test_ratio, 1e-9)
         parts["train"], parts["val"] = split_by_image(train, lambda e: e.image, min(share, 1.0), seed + 1)
     framed = 0
-    if framed_positives is not None:
-        extra = framed_entries(framed_positives, detector, parts["train"], by_image, ratio)
+    if frame_faces is not None:
+        extra = framed_entries(frame_faces, parts["train"], by_image, ratio)
         framed = len(extra)
         parts["train"] = parts["train"] + extra
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    labelled = negatives > 0 or finder is not None
+    labelled = negatives > 0 or find_faces is not None
     pictures = group_pictures(annotations, target.num_points)
     for name, part in parts.items():
         write_list(out_dir / f"{name}.txt", part, labelled)
@@ -253,7 +236,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
                     {"format": fmt, "source_scheme": source.scheme.name, "seed": seed, "test_ratio": test_ratio,
                      "val_ratio": val_ratio,
                      "negatives": negatives, "neg_iou": neg_iou,
-                     **({"framed_positives": str(framed_positives)} if framed_positives is not None else {})})
+                     **({"framed_positives": framed_by} if frame_faces is not None else {})})
     write_list_info(out_dir, info)
     return {
         "faces_kept": report.kept, "lines_skipped": report.skipped,
@@ -268,22 +251,40 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     }
 
 
-def framed_entries(model, detector, train: list[ListEntry], by_image: dict[Path, list[Annotation]],
+def framed_entries(frame_faces, train: list[ListEntry], by_image: dict[Path, list[Annotation]],
                    ratio: float) -> list[ListEntry]:
     """The training faces once more (``by_image``: each picture's annotations), each cropped where
-    ``model``'s whole-picture pipeline looks at it (finder_framed_faces), marked ``framing=finder``."""
-    from tqdm import tqdm
-
-    from ..inference.landmarker import Landmarker
-    from .images import load_image
-    marker = Landmarker(model, detector=detector if detector is not None else "default")
+    ``frame_faces`` says a whole-picture pipeline looks at it, marked ``framing=finder``."""
     images = sorted({e.image for e in train}, key=str)
     entries = []
     for image in tqdm(images, desc="framed faces", unit="img", leave=False, disable=None):
         faces = by_image[image]
         rgb = load_image(image, 3)
         height, width = rgb.shape[:2]
-        for index, box in finder_framed_faces(marker, rgb, np.stack([face.box for face in faces])):
+        for index, box in frame_faces(rgb, np.stack([face.box for face in faces])):
             framed = replace(faces[index], box=box, attributes={**faces[index].attributes, "framing": "finder"})
             entries.append(to_list_entry(framed, width, height, ratio))
     return entries
+
+
+def ensure_lists(list_dir: Path, data_dir: Path, *, train_list: Path | None = None, test_list: Path | None = None,
+                 test_ratio: float = 0.1, seed: int = 0, strict: bool = False, pictures: bool = False,
+                 validation: bool = False, build: bool = True) -> tuple[Path, Path]:
+    """The train and test lists of ``list_dir`` (``pictures``: the picture lists), or the ones
+    given; built from ``data_dir`` where the folder has none (``build``: this process may build
+    them). ``validation`` (training): where the folder has a validation part (built with
+    --val-ratio) and no test list is given, it is the held-out list, so that a run's best.pt is
+    not chosen on the test faces."""
+    suffix = "_pictures.txt" if pictures else ".txt"
+    train_path = train_list or list_dir / f"train{suffix}"
+    test_path = test_list or list_dir / f"test{suffix}"
+    val_path = list_dir / f"val{suffix}"
+    if validation and test_list is None and val_path.is_file():
+        log.info("validating on %s, the lists' validation part (--test-list picks another)", val_path)
+        test_path = val_path
+    if build and train_list is None and not train_path.is_file():
+        log.info("no %s: building lists from %s", train_path, data_dir)
+        summary = build_lists(data_dir, list_dir, test_ratio=test_ratio, seed=seed, strict=strict)
+        log.info("%s; %d train and %d test lines in %s", summary["summary"], summary["train_lines"],
+                 summary["test_lines"], list_dir)
+    return train_path, test_path

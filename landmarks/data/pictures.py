@@ -29,33 +29,6 @@ PICTURE_STD = (0.229, 0.224, 0.225)
 PADDING_COLOUR = tuple(round(255 * v) for v in PICTURE_MEAN)  # about zero once normalised
 
 
-# Pictures whose mean light (linear, all channels) is under DARK_FLOOR, the darkest twentieth of
-# the course's training pictures (65 of 1,439; median 0.28) and so the edge of what the detector
-# learned, are lifted to DARK_TARGET before it sees them. Chosen on the validation pictures underexposed by 0-5
-# stops (README "Whole pictures"); the landmark nets normalise each crop and need no lift.
-DARK_FLOOR = 0.1
-DARK_TARGET = 0.15
-_TO_LINEAR = (np.arange(256) / 255.0) ** 2.2
-
-
-def mean_light(image: np.ndarray) -> float:
-    """A uint8 sRGB picture's mean linear light (all channels, 0 to 1), from some 10,000 of its pixels."""
-    step = max(1, max(image.shape[:2]) // 128)
-    return float(_TO_LINEAR[image[::step, ::step]].mean())
-
-
-def lift_dark(image: np.ndarray, floor: float = DARK_FLOOR, target: float = DARK_TARGET) -> np.ndarray:
-    """A uint8 sRGB picture whose mean linear light is under ``floor`` brightened in linear light
-    until it reaches ``target`` (gain at most 64, six stops); any other picture as it is. A floor
-    of 0 lifts nothing."""
-    mean = mean_light(image)
-    if mean >= floor:
-        return image
-    gain = min(target / max(mean, 1e-6), 64.0)
-    table = np.clip(np.round((_TO_LINEAR * gain) ** (1 / 2.2) * 255.0), 0, 255).astype(np.uint8)
-    return cv2.LUT(image, table)
-
-
 def decode_shrunk(path, longest: int) -> np.ndarray:
     """An RGB picture with its longer side at most ``longest``; JPEGs are decoded at a reduced
     scale directly (PIL's draft mode), which is several times faster for large pictures."""

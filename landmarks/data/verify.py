@@ -9,14 +9,16 @@ import numpy as np
 
 from ..draw import RED, draw_points
 from ..errors import DataError
+from ..files import Outputs
 from ..geometry import to_crop
 from .images import crop_resize, load_image
 from .labels import ListEntry
 
 
 def verification_picture(entries: list[ListEntry], count: int, out_png, seed: int = 0,
-                         size: int = 224, columns: int = 4, lines=()) -> Path:
-    """A grid of ``count`` crops from a list with their numbered points, as a PNG."""
+                         size: int = 224, columns: int = 4, lines=(), outputs: Outputs | None = None) -> Path:
+    """A grid of ``count`` crops from a list with their numbered points, as a PNG (written
+    through ``outputs``, which refuses the command's inputs)."""
     if not entries:
         raise DataError("no entries to draw")
     rng = np.random.default_rng(seed)
@@ -35,8 +37,7 @@ def verification_picture(entries: list[ListEntry], count: int, out_png, seed: in
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.hstack(tiles[r:r + columns]) for r in range(0, len(tiles), columns)]
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out_png), np.vstack(rows)):
-        raise DataError(f"{out_png}: cannot write the picture")
-    return out_png
+    ok, png = cv2.imencode(".png", np.vstack(rows))
+    if not ok:
+        raise DataError(f"{out_png}: cannot encode the picture")
+    return (outputs or Outputs()).write_bytes("--verify", Path(out_png), png.tobytes())

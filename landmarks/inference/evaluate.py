@@ -14,16 +14,22 @@ Reported (metrics JSON and log):
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from ..data.formats import read_source
 from ..data.images import load_image
-from ..data.labels import Picture
+from ..data.labels import Picture, Report, group_pictures, read_picture_list
+from ..errors import UsageError
+from ..files import Outputs
 from ..metrics import (average_precision, box_normaliser, landmark_metrics, match_boxes, match_faces, nme,
                        precision_recall)
-from .landmarker import Landmarker
+from .landmarker import Landmarker, LandmarkerSettings
 
 FOUND_NME = 0.10
 
@@ -38,7 +44,6 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
     crop_pred, crop_truth, crop_rejected = [], [], 0
     iterator = pictures
     if progress:
-        from tqdm import tqdm
         iterator = tqdm(pictures, desc="pictures", unit="pic", leave=False, disable=None)
     for picture in iterator:
         start = time.perf_counter()
@@ -47,7 +52,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         boxes, score = marker.find(rgb)
         detected = time.perf_counter()
         operating = score >= operating_threshold
-        faces = [f for f in marker.faces_at(rgb, boxes[operating], score[operating]) if f.is_face]
+        faces = [f for f in marker._faces_at(rgb, boxes[operating], score[operating]) if f.is_face]
         done = time.perf_counter()
         times["decode"].append(decoded - start)
         times["detector"].append(detected - decoded)
@@ -91,7 +96,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
     return metrics, {"precision": precision, "recall": recall, "operating_recall": operating_recall}
 
 
-def plot_precision_recall(curves: dict, out_png: Path, title: str) -> Path:
+def plot_precision_recall(curves: dict, out_png: Path, title: str, outputs: Outputs | None = None) -> Path:
     """The face finder's precision against recall (IoU 0.5), one line per named curve."""
     import matplotlib
     matplotlib.use("Agg")
@@ -107,8 +112,55 @@ def plot_precision_recall(curves: dict, out_png: Path, title: str) -> Path:
     ax.legend(loc="lower left")
     ax.set_title(title)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
-    return out_png
+    return (outputs or Outputs()).write_bytes("--pr-plot", out_png, png.getvalue())
+
+
+def read_pictures(path: Path, strict: bool) -> list[Picture]:
+    """A picture list, or a folder of the course's label folders -> pictures with every face."""
+    if path.is_dir():
+        source = read_source("course", path, Report(strict=strict))
+        return group_pictures(source.annotations, source.scheme.num_points)
+    return read_picture_list(path, strict=strict)[0]
+
+
+def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, outputs: Outputs, *,
+                  strict: bool = False, progress: bool = True, metrics_json: Path | None = None,
+                  pr_plot: Path | None = None) -> dict:
+    """``--phase test --test-pictures``: the face finder, the face branch and the landmarks
+    against every annotated face of the pictures, printed and written where asked."""
+    outputs.reads("--test-pictures", path)
+    for flag, out in (("--metrics-json", metrics_json), ("--pr-plot", pr_plot)):
+        if out is not None:
+            outputs.check(flag, out)
+    pictures = read_pictures(path, strict)
+    # Candidates down to a low score make the finder's precision-recall curve; the operating
+    # threshold decides what goes on to the landmarks, as in use.
+    marker = Landmarker(model, settings, detector_threshold=0.05)
+    operating = (marker.finder.default_threshold if settings.detector_threshold is None
+                 else settings.detector_threshold)
+    count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
+    if count != marker.scheme.num_points:
+        raise UsageError(f"{path}: faces of {count} points, the model predicts {marker.scheme.num_points}")
+    metrics, curves = evaluate_pictures(marker, pictures, operating, progress=progress)
+    name = getattr(marker.finder, "name", "finder")
+    print(f"{path}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
+          f"(threshold {operating:g}), refine {'on' if settings.refine else 'off'}")
+    print(f"found {metrics['found']:.3f}  false faces per picture {metrics['false_per_picture']:.3f}  "
+          f"NME_box of found {metrics['nme_box_found']:.2f}%  detector AP@0.5 {metrics['detector_ap']:.3f}  "
+          f"proposed {metrics['detector_recall']:.3f}")
+    print(f"ms per picture (median): detector {metrics['ms_detector']:.1f}  landmarks {metrics['ms_landmarks']:.1f}  "
+          f"both {metrics['ms_picture']:.1f}  (decoding {metrics['ms_decode']:.1f})")
+    if "crop_nme_box" in metrics:
+        print(f"the same faces from their annotated boxes: found {metrics['crop_found']:.3f}  NME_box "
+              f"{metrics['crop_nme_box']:.2f}%  NME_io {metrics['crop_nme_io']:.2f}%  FR@0.1 "
+              f"{metrics['crop_fr_io@0.1']:.1f}%  rejected by the face branch {metrics['crop_rejected']:.3f}")
+    if metrics_json:
+        outputs.write_text("--metrics-json", metrics_json, json.dumps(metrics, indent=2) + "\n")
+    if pr_plot:
+        plot = plot_precision_recall({name: curves}, pr_plot, f"face finder on {metrics['pictures']} pictures",
+                                     outputs)
+        print(f"precision-recall plot: {plot}")
+    return metrics

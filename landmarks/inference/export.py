@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UsageError, require_extra
+from ..files import Outputs, PartFile
 from ..net.layers import is_2x2_average_pool
 from ..spec import ModelSpec
 
@@ -61,17 +62,32 @@ def for_runtime(model: nn.Module) -> nn.Module:
     return model
 
 
-def export_model(model: torch.nn.Module, spec: ModelSpec, fmt: str, out: Path) -> Path:
+def export_model(model: torch.nn.Module, spec: ModelSpec, fmt: str, out: Path, files: Outputs | None = None) -> Path:
     """Write ``model`` (an InferenceModel; batch size free) as ``fmt`` to ``out``, and its spec
-    to ``out.json``."""
+    to ``out.json``; both are checked against the command's inputs (``files``) first and written
+    whole, under a temporary name renamed when complete."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    files = files or Outputs()
+    out = files.check("--out", out)
+    spec_file = files.check("--out", Path(str(out) + ".json"))
     config = spec.config
     model = model.eval()
     example = torch.zeros(1, config.channels, config.input_size, config.input_size)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     outputs = ["points", "face_prob"] if config.classify else ["points"]
+    part = PartFile(out)
+    try:
+        write_format(model, fmt, example, outputs, part.part)
+    except BaseException:
+        part.discard()
+        raise
+    part.finish()
+    files.write_text("--out", spec_file, json.dumps({**spec.to_dict(), "outputs": outputs}, indent=2) + "\n")
+    return out
+
+
+def write_format(model: torch.nn.Module, fmt: str, example: torch.Tensor, outputs: list[str], out: Path) -> None:
     if fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(model, example)
@@ -84,5 +100,3 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, fmt: str, out: Path) -
         torch.onnx.export(for_runtime(model), (example,), str(out), input_names=["image"], output_names=outputs,
                           dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), opset_version=18,
                           dynamo=True, verbose=False)
-    Path(str(out) + ".json").write_text(json.dumps({**spec.to_dict(), "outputs": outputs}, indent=2) + "\n")
-    return out

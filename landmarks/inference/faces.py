@@ -10,9 +10,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from torchvision.ops import nms
 
+from ..checkpoint import load_model, resolve_model, shipped_models
+from ..codecs import CentreBoxes
+from ..data.pictures import fit_picture, normalise_pictures
 from ..errors import DataError, UsageError
 from ..geometry import box_scale
+from ..net.faces import fuse_batch_norm
 
 # Where the course's annotated face box lies in a Haar detection box, as shares of its
 # width and height (x1, y1, x2, y2): medians over 357 matched faces, measured by
@@ -36,6 +42,33 @@ def gray_of(image: np.ndarray) -> np.ndarray:
 # (README "Whole pictures"); most pictures take one pass.
 ZOOM_BELOW = 24.0
 ZOOM = 2.0
+
+
+# Pictures whose mean light (linear, all channels) is under DARK_FLOOR, the darkest twentieth of
+# the course's training pictures (65 of 1,439; median 0.28) and so the edge of what the detector
+# learned, are lifted to DARK_TARGET before it sees them. Chosen on the validation pictures underexposed by 0-5
+# stops (README "Whole pictures"); the landmark nets normalise each crop and need no lift.
+DARK_FLOOR = 0.1
+DARK_TARGET = 0.15
+_TO_LINEAR = (np.arange(256) / 255.0) ** 2.2
+
+
+def mean_light(image: np.ndarray) -> float:
+    """A uint8 sRGB picture's mean linear light (all channels, 0 to 1), from some 10,000 of its pixels."""
+    step = max(1, max(image.shape[:2]) // 128)
+    return float(_TO_LINEAR[image[::step, ::step]].mean())
+
+
+def lift_dark(image: np.ndarray, floor: float = DARK_FLOOR, target: float = DARK_TARGET) -> np.ndarray:
+    """A uint8 sRGB picture whose mean linear light is under ``floor`` brightened in linear light
+    until it reaches ``target`` (gain at most 64, six stops); any other picture as it is. A floor
+    of 0 lifts nothing."""
+    mean = mean_light(image)
+    if mean >= floor:
+        return image
+    gain = min(target / max(mean, 1e-6), 64.0)
+    table = np.clip(np.round((_TO_LINEAR * gain) ** (1 / 2.2) * 255.0), 0, 255).astype(np.uint8)
+    return cv2.LUT(image, table)
 
 
 class HaarFinder:
@@ -73,15 +106,11 @@ class NetFinder:
 
     def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None,
                  zoom_below: float = ZOOM_BELOW):
-        import torch
-
-        from ..codecs import CentreBoxes
-        from ..data.pictures import DARK_FLOOR, DARK_TARGET
-        from ..net.faces import fuse_batch_norm
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
         if zoom_below < 0:
-            raise UsageError(f"--detector-zoom-below must be 0 (never) or more pixels, not {zoom_below:g}")
+            raise UsageError(f"detector_zoom_below (--detector-zoom-below) must be 0 (never) or more pixels, "
+                             f"not {zoom_below:g}")
         self.spec = loaded.spec
         self.size = loaded.config.input_size if size is None else size
         self.zoom_below = zoom_below
@@ -90,11 +119,10 @@ class NetFinder:
         self.device = torch.device(device)
         self.net = fuse_batch_norm(loaded.net.eval()).to(self.device, memory_format=torch.channels_last)
         self.codec = CentreBoxes(loaded.net.stride)
-        # Pictures darker than the training ones are lifted first (data.pictures.lift_dark).
+        # Pictures darker than the training ones are lifted first (lift_dark).
         self.dark_floor, self.dark_target = DARK_FLOOR, DARK_TARGET
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from ..data.pictures import lift_dark
         rgb = lift_dark(image if image.shape[2] == 3 else np.repeat(image, 3, 2), self.dark_floor, self.dark_target)
         boxes, scores, scale = self.look(rgb, self.size)
         if not needs_zoom(boxes * scale, scores, self.default_threshold, self.zoom_below):
@@ -105,9 +133,6 @@ class NetFinder:
     def look(self, rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, float]:
         """One pass with the picture's longer side at ``size`` -> (boxes in picture pixels, scores,
         detector pixels per picture pixel)."""
-        import torch
-
-        from ..data.pictures import fit_picture, normalise_pictures
         canvas, scale = fit_picture(rgb, size)
         batch = normalise_pictures(canvas[None]).to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -126,8 +151,6 @@ def needs_zoom(boxes: np.ndarray, scores: np.ndarray, sure: float, below: float)
 def merge_looks(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Candidates of two passes as one set: of boxes overlapping by ``iou`` or more, the best
     scoring (torchvision's NMS), likeliest first."""
-    import torch
-    from torchvision.ops import nms
     keep = nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou).numpy()
     return boxes[keep], scores[keep]
 
@@ -144,7 +167,6 @@ def make_finder(detector, threshold: float | None = None, device: str = "cpu", s
     default: ZOOM_BELOW)."""
     if detector is None or callable(detector):
         return detector
-    from ..checkpoint import load_model, resolve_model, shipped_models
     if detector == "default":
         detector = DEFAULT_FINDER if DEFAULT_FINDER in shipped_models() else "haar"
     if detector == "haar":

@@ -10,22 +10,23 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.ops import nms
 
+from ..config import setting
 from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
 from ..data.images import crop_resize, load_image, to_channels, warp_crop
 from ..errors import UsageError, require_extra
 from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size, covered_share, crop_box, from_crop,
-                        invert_affine, turn_points, turned_crop_matrix)
+                        invert_affine, iou, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
-from .faces import make_finder
+from .faces import ZOOM_BELOW, make_finder
 
 
 @dataclass
@@ -68,72 +69,93 @@ def as_image(image) -> np.ndarray:
     return to_channels(np.asarray(image), 3)
 
 
+@dataclass(frozen=True)
+class LandmarkerSettings:
+    """How a Landmarker finds faces and looks at them; ``--phase predict`` and whole-picture
+    ``--phase test`` take a flag per field (detector, detector_threshold ...), with these defaults."""
+
+    detector: str = setting("default", "face finder: a detector checkpoint or shipped name, or haar for OpenCV's "
+                            "cascade", default_text="the shipped detector, faces")
+    detector_threshold: float | None = setting(None, "score from which a candidate goes on to the landmark model",
+                                               default_text="the detector's own; the shipped one's is 0.2")
+    detector_size: int | None = setting(None, "longer side in pixels that pictures are resized to for the face "
+                                        "detector; larger finds smaller faces, at more time",
+                                        default_text="the detector's own; the shipped one's is 448")
+    detector_zoom_below: float | None = setting(None, "look again at twice detector_size when a face the detector "
+                                                "is sure of is smaller than this many pixels at that size (a "
+                                                "crowd); 0: one look", default_text=f"{ZOOM_BELOW:g}", metavar="PX")
+    refine: bool = setting(True, "look at each face again, cropped from the box its points give")
+    turn_above: float = setting(20.0, "on that second look, crop a head tilted by more than this many degrees "
+                                "(its eye line) turned upright; 0: never", metavar="DEG")
+    min_face_prob: float | None = setting(None, "models with a face branch: a crop is a face from this probability "
+                                          "on, in test (crops and pictures), predict and --predictions-out",
+                                          default_text="the model's face_threshold")
+    backend: str = setting("torch", "run the landmark model with PyTorch, or an exported ONNX file given as the "
+                           "model", choices=("torch", "onnxruntime"))
+    # Averaging each crop with its mirror image is a model setting (Config.test_flip); None keeps the model's.
+    test_flip: bool | None = setting(None, "average each crop with its mirror image", flag=False)
+
+
 class Landmarker:
     """A landmark model with the crop recipe it was trained with, and a face finder.
 
     model: a shipped name (stage1, stage2, stage3), a checkpoint, or with
     ``backend="onnxruntime"`` an exported ``.onnx`` (its ``.json`` beside it).
-    detector: "default" (the shipped face detector), a detector checkpoint, "haar"
-    (OpenCV's cascade), None (boxes are given), or a callable ``image -> (boxes, scores)``;
-    ``detector_threshold`` overrides its score threshold, ``detector_size`` the longer side it
-    resizes pictures to, ``detector_zoom_below`` the face size (detector pixels) under which it
-    looks again at twice that size (0: never).
-    refine: look at each face a second time, cropped from the box its first points give.
-    turn_above: on that second look, a head tilted by more than this many degrees (its eye line,
-    from the first points) is cropped turned upright, as the nets were trained (None: never).
+    settings: a LandmarkerSettings, and any of its fields as keywords on top of it, e.g.
+    ``Landmarker("stage3", detector="haar", refine=False)``. Besides the names of the
+    settings' ``detector``, a callable ``image -> (boxes, scores)`` or None (boxes are always
+    given) is taken as the face finder.
     """
 
-    TURN_ABOVE = 20.0
     # On a smaller face the first points' eye line is too rough to turn by (and the net, shown
     # a blurred face turned the wrong way, follows the crop).
     TURN_MIN_FACE = 32
 
-    def __init__(self, model=None, *, detector="default", detector_threshold: float | None = None,
-                 detector_size: int | None = None, detector_zoom_below: float | None = None,
-                 refine: bool = True, turn_above: float | None = TURN_ABOVE, test_flip: bool | None = None,
-                 min_face_prob: float | None = None,
-                 backend: str = "torch", device: str = "cpu"):
-        self.backend = backend
+    def __init__(self, model=None, settings: LandmarkerSettings | None = None, *, device: str = "cpu", **overrides):
+        known = {f.name for f in fields(LandmarkerSettings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"Landmarker: unknown setting {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        settings = replace(settings or LandmarkerSettings(), **overrides)
+        self.settings = settings
         self.device = torch.device(device)
-        if backend == "onnxruntime":
+        if settings.backend == "onnxruntime":
             if model is None or not str(model).endswith(".onnx"):
-                raise UsageError("--backend onnxruntime needs --model FILE.onnx from --phase export")
+                raise UsageError("backend onnxruntime needs a model FILE.onnx, written by --phase export")
             self.spec = read_export_spec(Path(model))
-            onnxruntime = require_extra("onnxruntime", "--backend onnxruntime")
-            self.session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-            self.model = None
-        elif backend == "torch":
+            onnxruntime = require_extra("onnxruntime", "the onnxruntime backend")
+            self._session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        elif settings.backend == "torch":
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
-            self.model = loaded.spec.inference_model(loaded.net, test_flip).to(self.device)
+            self._session = None
+            self._model = loaded.spec.inference_model(loaded.net, settings.test_flip).to(self.device)
             # The first look only places the second one: no flip averaging there (half the work).
-            self.quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
-            self.session = None
+            self._quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
         else:
-            raise UsageError(f"backend must be torch or onnxruntime, got {backend!r}")
+            raise UsageError(f"backend must be torch or onnxruntime, got {settings.backend!r}")
         self.config = self.spec.config
         self.scheme = self.spec.scheme
-        self.min_face_prob = self.config.face_threshold if min_face_prob is None else min_face_prob
-        self.finder = make_finder(detector, detector_threshold, device, detector_size, detector_zoom_below)
-        self.refine = refine
-        self.turn_above = turn_above
+        self.min_face_prob = self.config.face_threshold if settings.min_face_prob is None else settings.min_face_prob
+        self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
+                                  settings.detector_zoom_below)
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
     def classify(self) -> bool:
         return self.config.classify
 
-    def run(self, batch: torch.Tensor, first_look: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, batch: torch.Tensor, first_look: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """[B, C, S, S] net input -> (points [B, K, 2] as shares of the crop, face prob [B] or None)."""
-        if self.session is not None:
-            outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy()})
+        if self._session is not None:
+            outputs = self._session.run(None, {self._session.get_inputs()[0].name: batch.numpy()})
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
-        model = self.quick_model if first_look else self.model
+        model = self._quick_model if first_look else self._model
         with torch.no_grad():
             points, prob = split_inference(model(batch.to(self.device)))
         return points.cpu().numpy(), None if prob is None else prob.cpu().numpy()
 
-    def crops(self, image: np.ndarray, crop_boxes: np.ndarray, matrices=None) -> torch.Tensor:
+    def _crops(self, image: np.ndarray, crop_boxes: np.ndarray, matrices=None) -> torch.Tensor:
         """Net input for crops: each of ``crop_boxes`` resized, or where ``matrices`` holds a
         [2, 3] affine (picture to crop pixels) rather than None, that crop warped."""
         s = self.config.input_size
@@ -141,19 +163,18 @@ class Landmarker:
         crops = np.stack([(crop_resize(image, box, s, s) if m is None else warp_crop(image, m, s, s)).transpose(2, 0, 1)
                           for box, m in zip(crop_boxes, matrices)])
         batch = normalize_images(torch.from_numpy(crops).float(), self.config.normalize)
-        return batch.contiguous(memory_format=torch.channels_last) if self.session is None else batch
+        return batch.contiguous(memory_format=torch.channels_last) if self._session is None else batch
 
-    def landmarks(self, image, face_boxes, scores=None, verify: bool = True, first_look: bool = False) -> list[Face]:
+    def landmarks(self, image, face_boxes, scores=None, verify: bool = True) -> list[Face]:
         """Landmarks for given face boxes [N, 4] on an image (path or array), one Face per box;
-        with a face branch (and ``verify``), a crop it calls no face gets no points.
-        ``first_look``: a quick look (no flip averaging) that only places a second one."""
-        return self.look(self.pixels(image), face_boxes, scores, verify, first_look)
+        with a face branch (and ``verify``), a crop it calls no face gets no points."""
+        return self._look(self._pixels(image), face_boxes, scores, verify)
 
-    def pixels(self, image) -> np.ndarray:
+    def _pixels(self, image) -> np.ndarray:
         """A picture (path or array) as the model reads it: uint8 [H, W, channels]."""
         return to_channels(as_image(image), self.config.channels)
 
-    def look(self, pixels: np.ndarray, face_boxes, scores=None, verify: bool = True,
+    def _look(self, pixels: np.ndarray, face_boxes, scores=None, verify: bool = True,
              first_look: bool = False, turns=None) -> list[Face]:
         """``landmarks`` on a picture already converted by ``pixels`` (a picture looked at twice
         is converted once). ``turns``: per box, degrees its face is tilted by (the box is then
@@ -170,7 +191,7 @@ class Landmarker:
         prob = np.zeros(len(boxes)) if self.classify else None
         if usable.any():
             chosen = np.flatnonzero(usable)
-            shares, found_prob = self.run(self.crops(pixels, boxes[chosen], [matrices[i] for i in chosen]), first_look)
+            shares, found_prob = self._run(self._crops(pixels, boxes[chosen], [matrices[i] for i in chosen]), first_look)
             for j, i in enumerate(chosen):
                 points[i] = (from_crop(shares[j] * s, boxes[i], (s, s)) if matrices[i] is None
                              else affine_points(shares[j] * s, invert_affine(matrices[i])))
@@ -189,50 +210,51 @@ class Landmarker:
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
         """Candidate face boxes [N, 4] and scores [N] from the face finder."""
         if self.finder is None:
-            raise UsageError("this Landmarker has no face finder; give face boxes (landmarks(image, boxes))")
+            raise UsageError("this Landmarker has no face finder (detector=None); give face boxes: "
+                             "landmarks(image, boxes)")
         return self.finder(as_image(image))
 
-    def faces_at(self, image, boxes, scores=None) -> list[Face]:
+    def _faces_at(self, image, boxes, scores=None) -> list[Face]:
         """Faces at candidate boxes: landmarks, looked at again from the box their points give
         (``refine``), checked by the face branch on that look, duplicates merged (torchvision's NMS).
 
         The branch judges the second look: a finder's box can sit off the face, and an off-centre
         crop is what the branch learned to call a partial face; the box from the points is framed
         like its training crops."""
-        pixels = self.pixels(image)
-        if not self.refine:
-            return merge_duplicates(self.look(pixels, boxes, scores))
-        first, looked, _ = self.first_look(pixels, boxes, scores)
+        pixels = self._pixels(image)
+        if not self.settings.refine:
+            return merge_duplicates(self._look(pixels, boxes, scores))
+        first, looked, _ = self._first_look(pixels, boxes, scores)
         if not looked:
             return first
-        return merge_duplicates(self.look_from_points(pixels, [f.points for f in looked], [f.score for f in looked]))
+        return merge_duplicates(self._look_from_points(pixels, [f.points for f in looked], [f.score for f in looked]))
 
-    def look_from_points(self, pixels: np.ndarray, points: list[np.ndarray], scores=None) -> list[Face]:
+    def _look_from_points(self, pixels: np.ndarray, points: list[np.ndarray], scores=None) -> list[Face]:
         """A look at faces whose points are known (a first look's, or the last video frame's):
         each cropped from the box its points give, turned upright where the head is tilted."""
         if not points:
             return []
         boxes = self.scheme.face_boxes(np.stack(points))
-        turns = self.turns(points, boxes)
+        turns = self._turns(points, boxes)
         upright = [upright_box(p, t, self.scheme) if t else b for p, t, b in zip(points, turns, boxes)]
-        return self.look(pixels, np.array(upright), scores, turns=turns)
+        return self._look(pixels, np.array(upright), scores, turns=turns)
 
-    def turns(self, points: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+    def _turns(self, points: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
         """Per face (its points and the face box [N, 4] they give), the degrees its crop is to be
         turned by: its eye-line tilt where that exceeds ``turn_above`` (up to 90) on a face of
         ``TURN_MIN_FACE`` pixels or more, else 0."""
-        if self.turn_above is None or not points:
+        if not self.settings.turn_above or not points:
             return np.zeros(len(points))
         tilt = np.array([self.scheme.tilt(p) for p in points])
         side = box_size(boxes).max(axis=1)
-        return np.where((np.abs(tilt) > self.turn_above) & (np.abs(tilt) <= 90) & (side >= self.TURN_MIN_FACE),
+        return np.where((np.abs(tilt) > self.settings.turn_above) & (np.abs(tilt) <= 90) & (side >= self.TURN_MIN_FACE),
                         tilt, 0.0)
 
-    def first_look(self, pixels: np.ndarray, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
+    def _first_look(self, pixels: np.ndarray, boxes, scores=None) -> tuple[list[Face], list[Face], np.ndarray]:
         """The quick look at candidate boxes on a picture converted by ``pixels`` -> (a Face per
         box, those with points, and the face boxes [M, 4] their points give: where the second
         look crops)."""
-        first = self.look(pixels, boxes, scores, verify=False, first_look=True)
+        first = self._look(pixels, boxes, scores, verify=False, first_look=True)
         looked = [f for f in first if f.points is not None]
         second_boxes = (self.scheme.face_boxes(np.stack([f.points for f in looked])) if looked
                         else np.zeros((0, 4)))
@@ -244,7 +266,7 @@ class Landmarker:
         start = time.perf_counter()
         boxes, scores = self.find(rgb)
         found = time.perf_counter()
-        faces = self.faces_at(rgb, boxes, scores)
+        faces = self._faces_at(rgb, boxes, scores)
         self.timings = {"detector_ms": 1000 * (found - start), "landmarks_ms": 1000 * (time.perf_counter() - found)}
         return faces
 
@@ -263,13 +285,11 @@ class Landmarker:
         from .align import align_face
         return align_face(as_image(image), face.points, self.scheme, size)
 
-    def track(self, frames, detect_every: int = 10, smoothing=None):
+    def track(self, frames, settings=None, **overrides):
         """Faces of each frame of an iterable of (time in seconds, RGB frame), with ids that follow
-        each face; ``smoothing`` (OneEuroSettings) defaults to the One Euro filter's settings."""
-        from .smoothing import OneEuroSettings
-        from .track import Tracker
-        tracker = Tracker(self, detect_every, OneEuroSettings() if smoothing is None else smoothing or None)
-        return tracker.run(frames)
+        each face; ``settings`` (a TrackSettings) and its fields as keywords, e.g. ``detect_every=5``."""
+        from .track import Tracker, TrackSettings
+        return Tracker(self, replace(settings or TrackSettings(), **overrides)).run(frames)
 
 
 def upright_box(points: np.ndarray, degrees: float, scheme) -> np.ndarray:
@@ -298,6 +318,27 @@ def merge_duplicates(faces: list[Face], iou: float = 0.4, covered: float = 0.6) 
             survivors.append(i)
     # In the finder's order: equal scores would otherwise come out in any order.
     return [kept[i] for i in sorted(survivors)] + [f for f in faces if not f.is_face]
+
+
+def framed_faces(marker, rgb: np.ndarray, face_boxes: np.ndarray,
+                        min_iou: float = 0.4) -> list[tuple[int, np.ndarray]]:
+    """Where the whole-picture pipeline looks at the faces of an RGB picture: ``marker``'s finder,
+    its first look, and the face box those points give (the second look's) -> (face index, box)
+    for each annotated face with such a box at IoU ``min_iou`` or more, the closest one.
+
+    For a small face that box is looser than the annotation (its first points spread), and the
+    face branch must still call the crop a face."""
+    boxes, scores = marker.find(rgb)
+    _, _, looked = marker._first_look(marker._pixels(rgb), boxes, scores)
+    if not len(looked):
+        return []
+    framed = []
+    for index, face_box in enumerate(face_boxes):
+        overlap = iou(face_box, looked)
+        best = int(overlap.argmax())
+        if overlap[best] >= min_iou:
+            framed.append((index, looked[best]))
+    return framed
 
 
 def read_export_spec(onnx_path: Path) -> ModelSpec:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..data.images import IMAGE_SUFFIXES
 from ..draw import GREEN, RED, draw_box, draw_points, marker_radius
 from ..errors import DataError, UsageError
-from .landmarker import Face
+from ..files import Outputs, PartFile
+from .landmarker import Face, as_image
+from .track import Tracker, TrackSettings
+from .video import WINDOW_HINT, VideoWriter, open_camera, open_video, window_available
 
 
 def parse_box(text: str) -> np.ndarray:
@@ -25,22 +31,50 @@ def parse_box(text: str) -> np.ndarray:
     return np.array(values)
 
 
+# Pictures this tool draws carry this in their EXIF Software tag, so that a later run on the
+# folder they were written to takes them for outputs, not for new pictures.
+DRAWN_BY = "landmarks predict"
+EXIF_SOFTWARE = 0x0131
+
+
+def drawn_by_us(path: Path) -> bool:
+    """Whether a picture file is one that --phase predict wrote (reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(EXIF_SOFTWARE) == DRAWN_BY
+    except (OSError, ValueError):
+        return False
+
+
 def image_inputs(path: Path) -> list[Path]:
     """The images to predict on: one file, or every image file in a folder (others named, on
-    stderr, and skipped)."""
+    stderr, and skipped, as are the pictures an earlier run drew there)."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        pictures = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = [p for p in pictures if not drawn_by_us(p)]
         others = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if others:
             print(f"note: skipping {len(others)} non-image file(s) in {path}: {', '.join(others[:5])}"
                   + (" ..." if len(others) > 5 else ""), file=sys.stderr)
+        if len(images) < len(pictures):
+            print(f"note: skipping {len(pictures) - len(images)} picture(s) in {path} that an earlier "
+                  "--phase predict drew", file=sys.stderr)
         if not images:
             raise DataError(f"{path}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return images
     if not path.exists():
         raise DataError(f"{path}: image not found")
     return [path]
+
+
+def free_name(folder: Path, stem: str, suffix: str, outputs: Outputs) -> Path:
+    """``folder/stem+suffix``, or with -2, -3 ... added where that name is one of the inputs."""
+    path, number = folder / f"{stem}{suffix}", 1
+    while outputs.input_flag(path) is not None:
+        number += 1
+        path = folder / f"{stem}-{number}{suffix}"
+    return path
 
 
 def draw_faces(rgb: np.ndarray, faces: list[Face], lines=()) -> np.ndarray:
@@ -60,10 +94,17 @@ def draw_faces(rgb: np.ndarray, faces: list[Face], lines=()) -> np.ndarray:
     return canvas
 
 
-def write_picture(path: Path, canvas: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), canvas):
-        raise DataError(f"{path}: cannot write the picture (is the folder writable, the suffix an image type?)")
+def write_picture(path: Path, canvas: np.ndarray, outputs: Outputs, flag: str = "--out") -> Path:
+    """A BGR picture, written whole, marked as drawn by this tool (see drawn_by_us)."""
+    exif = Image.Exif()
+    exif[EXIF_SOFTWARE] = DRAWN_BY
+    encoded = io.BytesIO()
+    try:
+        Image.fromarray(np.ascontiguousarray(canvas[:, :, ::-1])).save(
+            encoded, format=Image.registered_extensions().get(path.suffix.lower()), exif=exif)
+    except (KeyError, ValueError, OSError):
+        raise UsageError(f"{flag} {path}: cannot write a picture of that type (use .png or .jpg)") from None
+    return outputs.write_bytes(flag, path, encoded.getvalue())
 
 
 def faces_record(image_path: Path, out_path: Path | None, faces: list[Face]) -> dict:
@@ -90,7 +131,6 @@ def faces_as_text(image_path: Path, out_path: Path | None, faces: list[Face]) ->
 
 def with_pose(marker, faces: list[Face], image_size: tuple[int, int]) -> list[Face]:
     """Faces with their head pose in ``extra`` (where the scheme gives one)."""
-    from ..errors import UsageError
     for face in faces:
         if face.is_face:
             try:
@@ -100,26 +140,28 @@ def with_pose(marker, faces: list[Face], image_size: tuple[int, int]) -> list[Fa
     return faces
 
 
-def write_aligned(marker, rgb: np.ndarray, faces: list[Face], folder: Path, stem: str, size: int) -> list[Path]:
+def write_aligned(marker, rgb: np.ndarray, faces: list[Face], folder: Path, stem: str, size: int,
+                  outputs: Outputs) -> list[Path]:
     """Each face's aligned crop as ``<stem>_face<n>.png`` (``_id<n>`` for tracked faces)."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for number, face in enumerate((f for f in faces if f.is_face), 1):
-        name = folder / f"{stem}_{'id' if face.id is not None else 'face'}{face.id or number}.png"
-        write_picture(name, np.ascontiguousarray(marker.align(rgb, face, size)[:, :, ::-1]))
-        written.append(name)
+        name = free_name(folder, f"{stem}_{'id' if face.id is not None else 'face'}{face.id or number}", ".png",
+                         outputs)
+        written.append(write_picture(name, marker.align(rgb, face, size)[:, :, ::-1], outputs, "--align-out"))
     return written
 
 
 class JsonLines:
-    """Records to stdout (``--json``: nothing else goes there) and/or a JSON lines file."""
+    """Records to stdout (``--json``: nothing else goes there) and/or a JSON lines file, which
+    gets its name when ``close`` ends a run that was not cut short by an error."""
 
     def __init__(self, to_stdout: bool, path: Path | None):
         self.to_stdout = to_stdout
-        self.file = None
+        self.file = self.part = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "w")
+            self.part = PartFile(path)
+            self.file = open(self.part.part, "w")
 
     def write(self, record: dict) -> None:
         line = json.dumps(record)
@@ -128,63 +170,81 @@ class JsonLines:
         if self.to_stdout:
             print(line, flush=True)
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         if self.file:
             self.file.close()
+            if complete:
+                self.part.finish()
+            else:
+                self.part.discard()
 
 
-def predict_pictures(args, marker) -> int:
-    """--phase predict on pictures: draw, print, and write what was asked for."""
-    from .landmarker import as_image
-    box = parse_box(args.box) if args.box else None
-    images = image_inputs(args.image)
-    folder_out = args.image.is_dir() or (args.out is not None and args.out.suffix == "")
-    out_base = args.out or Path("predictions")
-    records = JsonLines(args.json, args.json_out)
+def predict_pictures(marker, image: Path, outputs: Outputs, *, out: Path | None = None, box: str | None = None,
+                     json_stdout: bool = False, json_out: Path | None = None, align_out: Path | None = None,
+                     align_size: int = 112) -> int:
+    """--phase predict on a picture or a folder: draw, print, and write what was asked for.
+    ``out``: the drawing (a folder, or a picture file for one picture; default predictions/)."""
+    face_box = parse_box(box) if box is not None else None
+    images = image_inputs(image)
+    outputs.reads("--image", *images)
+    folder_out = image.is_dir() or (out is not None and out.suffix == "")
+    out_base = out or Path("predictions")
+    if not folder_out:
+        outputs.check("--out", out_base)
+    if json_out is not None:
+        outputs.check("--json-out", json_out)
+    records = JsonLines(json_stdout, json_out)
+    complete = False
     try:
         for image_path in images:
-            out_path = out_base / f"{image_path.stem}_landmarks.png" if folder_out or args.out is None else out_base
+            out_path = free_name(out_base, f"{image_path.stem}_landmarks", ".png", outputs) if folder_out else out_base
             try:
                 rgb = as_image(image_path)
-                faces = marker.landmarks(rgb, box[None]) if box is not None else marker.detect(rgb)
+                faces = marker.landmarks(rgb, face_box[None]) if face_box is not None else marker.detect(rgb)
             except DataError as error:
                 if len(images) == 1:
                     raise
                 print(f"error: {error}", file=sys.stderr)
                 continue
             with_pose(marker, faces, (rgb.shape[1], rgb.shape[0]))
-            write_picture(out_path, draw_faces(rgb, faces, marker.scheme.lines))
-            if args.align_out:
-                write_aligned(marker, rgb, faces, args.align_out, image_path.stem, args.align_size)
+            write_picture(out_path, draw_faces(rgb, faces, marker.scheme.lines), outputs)
+            if align_out:
+                write_aligned(marker, rgb, faces, align_out, image_path.stem, align_size, outputs)
             records.write(faces_record(image_path, out_path, faces))
-            if not args.json:
+            if not json_stdout:
                 print(faces_as_text(image_path, out_path, faces))
             if not faces:
                 print(f"note: no face found in {image_path}; pass --box x1,y1,x2,y2 to give one", file=sys.stderr)
+        complete = True
     finally:
-        records.close()
+        records.close(complete)
     return 0
 
 
-def predict_video(args, marker) -> int:
-    """--phase predict on a video file or a camera: track, smooth, draw, and report the speed."""
-    import time
-
-    from .smoothing import OneEuroSettings
-    from .track import Tracker
-    from .video import WINDOW_HINT, VideoWriter, open_camera, open_video, window_available
-
-    source = open_video(args.video) if args.video is not None else open_camera(args.camera)
-    stem = Path(args.video).stem if args.video is not None else f"camera{args.camera}"
-    show = args.camera is not None and window_available()
-    if args.camera is not None and not show:
+def predict_video(marker, outputs: Outputs, *, video: Path | None = None, camera: int | None = None,
+                  settings: TrackSettings = TrackSettings(), out: Path | None = None, json_stdout: bool = False,
+                  json_out: Path | None = None, align_out: Path | None = None, align_size: int = 112) -> int:
+    """--phase predict on a video file or a camera: track, smooth, draw, and report the speed.
+    The video and the JSON lines get their names when the run ends (Ctrl-C too), not before."""
+    outputs.reads("--video", video)
+    source = open_video(video) if video is not None else open_camera(camera)
+    stem = Path(video).stem if video is not None else f"camera{camera}"
+    show = camera is not None and window_available()
+    if camera is not None and not show:
         print(f"note: {WINDOW_HINT}; writing the annotated frames instead", file=sys.stderr)
-    out_path = args.out or (None if show else Path("predictions") / f"{stem}_landmarks.mp4")
+    out_path = out or (None if show else Path("predictions") / f"{stem}_landmarks.mp4")
+    try:
+        if out_path is not None:
+            outputs.check("--out", out_path)
+        if json_out is not None:
+            outputs.check("--json-out", json_out)
+    except UsageError:
+        source.close()
+        raise
     writer = VideoWriter(out_path, source.fps, source.size) if out_path else None
-    smoothing = OneEuroSettings(args.min_cutoff, args.beta) if args.smooth else None
-    tracker = Tracker(marker, args.detect_every, smoothing)
-    records = JsonLines(args.json, args.json_out)
-    frames, working, started = 0, 0.0, time.perf_counter()
+    tracker = Tracker(marker, settings)
+    records = JsonLines(json_stdout, json_out)
+    frames, working, started, complete = 0, 0.0, time.perf_counter(), False
     try:
         for index, moment, rgb in source.frames():
             tick = time.perf_counter()
@@ -193,27 +253,28 @@ def predict_video(args, marker) -> int:
             frames += 1
             records.write({"frame": index, "time": round(moment, 4), "faces": [f.to_dict() for f in faces]})
             canvas = draw_faces(rgb, faces, marker.scheme.lines)
-            if args.align_out:
-                write_aligned(marker, rgb, faces, args.align_out, f"{stem}_{index:06d}", args.align_size)
+            if align_out:
+                write_aligned(marker, rgb, faces, align_out, f"{stem}_{index:06d}", align_size, outputs)
             if writer:
                 writer.write(canvas)
             if show:
-                import cv2
                 cv2.imshow("landmarks", canvas)
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
-            if args.camera is not None and frames % 30 == 0:
+            if camera is not None and frames % 30 == 0:
                 print(f"{frames / (time.perf_counter() - started):.1f} fps", file=sys.stderr)
+        complete = True
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+        complete = True  # what was tracked until then is whole
     finally:
         source.close()
         if writer:
-            writer.close()
-        records.close()
+            writer.close(complete)
+        records.close(complete)
     total = time.perf_counter() - started
     print(f"{source.name}: {frames} frames, {tracker.next_id - 1} face(s) tracked, the face finder ran "
           f"{tracker.detections} times; {frames / max(working, 1e-9):.0f} frames a second tracking, "
           f"{frames / max(total, 1e-9):.0f} with decoding and writing"
-          + (f" -> {out_path}" if writer else ""), file=sys.stderr if args.json else sys.stdout)
+          + (f" -> {out_path}" if writer else ""), file=sys.stderr if json_stdout else sys.stdout)
     return 0

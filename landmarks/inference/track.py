@@ -13,9 +13,25 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..config import setting
 from ..geometry import box_scale, crop_box, iou
 from .landmarker import Face, Landmarker, as_image
 from .smoothing import OneEuroFilter, OneEuroSettings
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How faces are followed over frames (``--phase predict --video`` takes a flag per field)."""
+
+    detect_every: int = setting(10, "run the face finder every this many frames for new faces; it also runs when a "
+                                "face is lost")
+    smooth: bool = setting(True, "smooth each face's points over time with the One Euro filter")
+    min_cutoff: float = setting(OneEuroSettings.min_cutoff, "One Euro filter cut-off at rest, Hz: lower is steadier")
+    beta: float = setting(OneEuroSettings.beta, "One Euro filter speed coefficient: higher lags less on fast moves")
+
+    @property
+    def smoothing(self) -> OneEuroSettings | None:
+        return OneEuroSettings(self.min_cutoff, self.beta) if self.smooth else None
 
 
 @dataclass
@@ -27,11 +43,10 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, marker: Landmarker, detect_every: int = 10, smoothing: OneEuroSettings | None = OneEuroSettings(),
-                 new_face_iou: float = 0.3):
+    def __init__(self, marker: Landmarker, settings: TrackSettings = TrackSettings(), new_face_iou: float = 0.3):
         self.marker = marker
-        self.detect_every = max(1, detect_every)
-        self.smoothing = smoothing
+        self.detect_every = max(1, settings.detect_every)
+        self.smoothing = settings.smoothing
         self.new_face_iou = new_face_iou
         self.tracks: list[Track] = []
         self.frames = 0
@@ -44,7 +59,7 @@ class Tracker:
         scheme = self.marker.scheme
         lost = False
         if self.tracks:
-            followed = self.marker.look_from_points(self.marker.pixels(rgb), [t.points for t in self.tracks])
+            followed = self.marker._look_from_points(self.marker._pixels(rgb), [t.points for t in self.tracks])
             kept = []
             for track, face in zip(self.tracks, followed):
                 if face.is_face:

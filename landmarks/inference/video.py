@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..files import PartFile
 
 # The default OpenCV wheel here is the headless one; a GUI build shows a window instead.
 WINDOW_HINT = ("no window: this OpenCV has no GUI (the headless build); for one, "
@@ -66,20 +67,27 @@ def open_camera(index: int) -> VideoSource:
 
 
 class VideoWriter:
-    """An annotated video (BGR frames), MPEG-4, at the source's frame rate."""
+    """An annotated video (BGR frames), MPEG-4, at the source's frame rate. It is written under a
+    temporary name and gets ``path`` on ``close`` (``complete=False``: it is removed instead)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.part = PartFile(self.path)
+        self.writer = cv2.VideoWriter(str(self.part.part), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
+            self.part.discard()
             raise UsageError(f"{self.path}: cannot write a video here (is the suffix .mp4 or .avi?)")
 
     def write(self, bgr: np.ndarray) -> None:
         self.writer.write(bgr)
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         self.writer.release()
+        if complete:
+            self.part.finish()
+        else:
+            self.part.discard()
 
 
 def window_available() -> bool:

@@ -11,15 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from ..registry import Registry
 
-FACE_NETS: dict[str, Callable[..., "FaceNet"]] = {}
-
-
-def register_face_net(name: str):
-    def decorate(factory):
-        FACE_NETS[name] = factory
-        return factory
-    return decorate
+FACE_NETS: Registry[Callable[..., "FaceNet"]] = Registry("face detector net")
+register_face_net = FACE_NETS.register
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -93,11 +88,10 @@ def faces_small_net():
 
 
 def build_face_net(config) -> FaceNet:
-    if config.net not in FACE_NETS:
-        raise UsageError(f"unknown face detector net {config.net!r}; choose one of {', '.join(sorted(FACE_NETS))}")
+    factory = FACE_NETS.get(config.net)
     if config.channels != 3:
         raise UsageError("the face detector reads RGB pictures: --channels 3")
-    return FACE_NETS[config.net]().to(memory_format=torch.channels_last)
+    return factory().to(memory_format=torch.channels_last)
 
 
 def fuse_batch_norm(module: nn.Module) -> nn.Module:

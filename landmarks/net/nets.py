@@ -15,16 +15,11 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
+from ..registry import Registry
 from .layers import ConvBlock, LinearBlock, PReLU, conv_prelu_pool
 
-NETS: dict[str, Callable[..., "LandmarkNet"]] = {}
-
-
-def register(name: str):
-    def decorate(factory):
-        NETS[name] = factory
-        return factory
-    return decorate
+NETS: Registry[Callable[..., "LandmarkNet"]] = Registry("net")
+register = NETS.register
 
 
 class LandmarkNet(nn.Module):
@@ -307,8 +302,7 @@ def start_at_centre(layer: nn.Linear) -> None:
 def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112, classify: bool = False,
               aux_classes: dict[str, int] | None = None, head: str = "") -> LandmarkNet:
     """The net ``name``; ``head`` (a codec name) replaces its own landmark head where it offers others."""
-    if name not in NETS:
-        raise UsageError(f"unknown net {name!r}; choose one of {', '.join(sorted(NETS))}")
+    factory = NETS.get(name)
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
     spec = {"channels": channels, "size": size, "num_points": num_points, "classify": classify,
@@ -316,7 +310,7 @@ def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112,
     if head:
         spec["head"] = head
     try:
-        net = NETS[name](**spec)
+        net = factory(**spec)
     except TypeError:
         raise UsageError(f"net {name} has one landmark head; --head {head} needs a stage-1 net") from None
     regression = getattr(net, "ip3", None) or getattr(net, "fc", None)

@@ -19,7 +19,7 @@ from ..data.dataset import FaceLandmarksDataset
 from ..metrics import landmark_metrics
 from ..net.inference import face_probability, flip_average
 from ..spec import ModelSpec
-from .losses import point_loss, stage3_loss
+from ..net.losses import point_loss, stage3_loss
 
 log = logging.getLogger("landmarks")
 

@@ -8,9 +8,15 @@ return the mean over batch, points and coordinates (or, with
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..registry import Registry
+
+
+LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("loss")
 
 
 def _reduce(per_element: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -18,18 +24,22 @@ def _reduce(per_element: torch.Tensor, reduction: str) -> torch.Tensor:
     return per_sample if reduction == "none" else per_sample.mean()
 
 
+@LOSSES.register("mse")
 def mse(pred, target, reduction="mean", **_):
     return _reduce((pred - target) ** 2, reduction)
 
 
+@LOSSES.register("l1")
 def l1(pred, target, reduction="mean", **_):
     return _reduce((pred - target).abs(), reduction)
 
 
+@LOSSES.register("smooth_l1")
 def smooth_l1(pred, target, reduction="mean", **_):
     return _reduce(F.smooth_l1_loss(pred, target, reduction="none", beta=1.0), reduction)
 
 
+@LOSSES.register("wing")
 def wing(pred, target, reduction="mean", width=10.0, curvature=2.0, **_):
     """Wing loss (Feng et al., 2018): log-shaped for small errors, L1 for large."""
     error = (pred - target).abs()
@@ -38,11 +48,8 @@ def wing(pred, target, reduction="mean", width=10.0, curvature=2.0, **_):
     return _reduce(loss, reduction)
 
 
-LOSSES = {"mse": mse, "l1": l1, "smooth_l1": smooth_l1, "wing": wing}
-
-
 def point_loss(name: str, width: float = 10.0, curvature: float = 2.0):
-    function = LOSSES[name]
+    function = LOSSES.get(name)
     return lambda pred, target, reduction="mean": function(
         pred, target, reduction=reduction, width=width, curvature=curvature)
 

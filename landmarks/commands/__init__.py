@@ -1,0 +1,1 @@
+"""Commands beside the entry point that need the whole package (``python -m landmarks.data``)."""
