@@ -27,7 +27,7 @@ demo: install
 	$(PY) -m landmarks.detector --phase predict --model $(DEMO)/runs/stage1/best.pt \
 		--image data/II/$$(head -1 data/II/label.txt | cut -d' ' -f1) --out $(DEMO)/prediction.png
 	$(PY) -m landmarks.detector --phase predict --image data/I/000421.jpg --out $(DEMO)/group.png --json
-	$(PY) scripts/make_clip.py data/I/000495.jpg $(DEMO)/clip.mp4 --motion pan --frames 50
+	$(PY) scripts/tools/make_clip.py data/I/000495.jpg $(DEMO)/clip.mp4 --motion pan --frames 50
 	$(PY) -m landmarks.detector --phase predict --video $(DEMO)/clip.mp4 --out $(DEMO)/clip_landmarks.mp4 \
 		--json-out $(DEMO)/clip.jsonl
 	@echo "demo done: $(DEMO)/lists/verify.png, $(DEMO)/runs/stage1/loss.png, $(DEMO)/prediction.png," \

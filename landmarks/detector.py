@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--predictions-out", type=Path,
                    help="write predictions in label.txt form (path, crop box, K points in image pixels) for crops "
                         "the model calls faces (default: none)")
+    t.add_argument("--failure-report", type=Path, metavar="DIR",
+                   help="test on crops: the worst faces (failures.png) and the error per point (point_errors.png) "
+                        "in this folder (default: none)")
 
     q = p.add_argument_group("predict and export")
     q.add_argument("--image", type=Path, help="picture or folder of pictures to predict on")
@@ -150,7 +153,7 @@ def phase_test(args) -> int:
     else:
         test_crops(job_of(args), args.model or default_model(), outputs, test_flip=args.test_flip,
                    min_face_prob=args.min_face_prob, metrics_json=args.metrics_json,
-                   predictions_out=args.predictions_out)
+                   predictions_out=args.predictions_out, failure_report_dir=args.failure_report)
     return 0
 
 

@@ -20,19 +20,21 @@ def pixel(x: float, y: float) -> tuple[int, int]:
     return int(round(x - 0.5)), int(round(y - 0.5))
 
 
-def draw_points(canvas: np.ndarray, points, radius: int = 2, numbers: bool = False, lines=()) -> None:
-    """Draw [K, 2] points (pixel coordinates) and, when given, a scheme's polylines."""
+def draw_points(canvas: np.ndarray, points, radius: int = 2, numbers: bool = False, lines=(),
+                colour: tuple[int, int, int] | None = None) -> None:
+    """Draw [K, 2] points (pixel coordinates) and, when given, a scheme's polylines; each point in
+    a colour of its own, or all in ``colour``."""
     points = np.asarray(points, dtype=np.float64)
     thickness = max(1, radius // 2)
     for line in lines:
         path = np.array([pixel(*points[i]) for i in line], np.int32)
         cv2.polylines(canvas, [path], False, (255, 255, 255), thickness, cv2.LINE_AA)
     for index, (x, y) in enumerate(points):
-        colour = point_colour(index, len(points))
-        cv2.circle(canvas, pixel(x, y), radius, colour, -1, cv2.LINE_AA)
+        shade = colour or point_colour(index, len(points))
+        cv2.circle(canvas, pixel(x, y), radius, shade, -1, cv2.LINE_AA)
         if numbers:
             cx, cy = pixel(x, y)
-            cv2.putText(canvas, str(index + 1), (cx + 2, cy - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.28, colour, 1,
+            cv2.putText(canvas, str(index + 1), (cx + 2, cy - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.28, shade, 1,
                         cv2.LINE_AA)
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -29,16 +30,15 @@ from landmarks.data.images import load_image
 from landmarks.geometry import affine_points, box_scale
 from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, write_clip
 from landmarks.inference.evaluate import FOUND_NME
-from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.inference.predict import draw_faces
-from landmarks.inference.smoothing import OneEuroSettings
-from landmarks.inference.track import Tracker
+from landmarks.inference.track import Tracker, TrackSettings
 from landmarks.inference.video import VideoWriter, open_video
 from landmarks.metrics import match_faces
 
 
-def track(marker, frames, fps, smoothing):
-    tracker = Tracker(marker, detect_every=10, smoothing=smoothing)
+def track(marker, frames, fps, settings):
+    tracker = Tracker(marker, settings)
     return [tracker.update(frame, i / fps)[0].points for i, frame in enumerate(frames)]
 
 
@@ -47,19 +47,20 @@ def main(argv=None) -> int:
     parser.add_argument("--picture", type=Path, default=Path("data/I/000495.jpg"), help="(default: %(default)s)")
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (default: %(default)s)")
     parser.add_argument("--fps", type=float, default=25.0, help="(default: %(default)s)")
-    parser.add_argument("--min-cutoff", type=float, default=OneEuroSettings.min_cutoff, help="(default: %(default)s)")
-    parser.add_argument("--beta", type=float, default=OneEuroSettings.beta, help="(default: %(default)s)")
+    parser.add_argument("--min-cutoff", type=float, default=TrackSettings.min_cutoff, help="(default: %(default)s)")
+    parser.add_argument("--beta", type=float, default=TrackSettings.beta, help="(default: %(default)s)")
     parser.add_argument("--model", default="stage3", help="(default: %(default)s)")
     parser.add_argument("--detector", default="default", help="(default: the shipped detector)")
     parser.add_argument("--threads", type=int, default=2, help="(default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     marker = Landmarker(args.model, detector=args.detector)
-    smoothing = OneEuroSettings(args.min_cutoff, args.beta)
+    smoothing = TrackSettings(min_cutoff=args.min_cutoff, beta=args.beta)
+    unsmoothed = dataclasses.replace(smoothing, smooth=False)
     image = load_image(args.picture, 3)
 
     still = still_frames(image, args.frames)
-    raw, smooth = (np.array(track(marker, still, args.fps, s)) for s in (None, smoothing))
+    raw, smooth = (np.array(track(marker, still, args.fps, s)) for s in (unsmoothed, smoothing))
     size = float(box_scale(marker.scheme.face_boxes(raw[0])))  # as the tracker scales its filter
 
     def jitter(points):
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
           f"a frame ({jitter(raw) / max(jitter(smooth), 1e-9):.1f}x less)")
 
     pan, shifts = pan_frames(image, args.frames)
-    raw, smooth = (np.array(track(marker, pan, args.fps, s)) for s in (None, smoothing))
+    raw, smooth = (np.array(track(marker, pan, args.fps, s)) for s in (unsmoothed, smoothing))
     speed = float(np.diff(shifts).mean())  # pixels a frame
     steady = slice(args.frames // 4, None)
     lag = float((raw[steady, :, 0] - smooth[steady, :, 0]).mean() / speed)
@@ -83,9 +84,9 @@ def main(argv=None) -> int:
     if truth:
         tilt, matrices = tilt_frames(image, args.frames)
         figures = {}
-        for name, above in (("turned", Landmarker.TURN_ABOVE), ("unturned", None)):
+        for name, above in (("turned", LandmarkerSettings.turn_above), ("unturned", 0)):
             follower = Landmarker(args.model, detector=args.detector, turn_above=above)
-            tracker, errors = Tracker(follower, detect_every=10, smoothing=smoothing), []
+            tracker, errors = Tracker(follower, smoothing), []
             for i, (frame, matrix) in enumerate(zip(tilt, matrices)):
                 faces = [f for f in tracker.update(frame, i / args.fps) if f.is_face]
                 nmes, _ = match_faces([f.points for f in faces], affine_points(np.array(truth), matrix), FOUND_NME)
@@ -99,10 +100,10 @@ def main(argv=None) -> int:
 
     def tracked(frames) -> float:
         """Seconds spent tracking the frames (after a warm-up on a tracker of its own)."""
-        warm = Tracker(marker, detect_every=10, smoothing=smoothing)
+        warm = Tracker(marker, smoothing)
         for i, frame in enumerate(frames[:5]):
             warm.update(frame, i / args.fps)
-        tracker = Tracker(marker, detect_every=10, smoothing=smoothing)
+        tracker = Tracker(marker, smoothing)
         start = time.perf_counter()
         for i, frame in enumerate(frames):
             tracker.update(frame, i / args.fps)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         decoded = [rgb for _, _, rgb in source.frames()]  # decoding excluded from the first figure
         source.close()
         alone = min(tracked(decoded) for _ in range(3))
-        tracker = Tracker(marker, detect_every=10, smoothing=smoothing)
+        tracker = Tracker(marker, smoothing)
         start = time.perf_counter()
         source = open_video(clip)
         writer = VideoWriter(Path(folder) / "out.mp4", source.fps, source.size)

@@ -44,7 +44,7 @@ from landmarks.data.labels import read_picture_list
 from landmarks.inference.faces import DARK_FLOOR, mean_light
 from landmarks.geometry import affine_points, box_centre, box_size, iou
 from landmarks.inference.evaluate import FOUND_NME
-from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.metrics import box_normaliser, match_faces
 
 
@@ -181,14 +181,14 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="stage3", help="landmark model (default: %(default)s)")
     parser.add_argument("--detectors", nargs="+", default=["default", "haar"],
                         help="face finders to compare (default: the shipped detector and haar)")
-    parser.add_argument("--turn-above", type=float, default=Landmarker.TURN_ABOVE, metavar="DEG",
+    parser.add_argument("--turn-above", type=float, default=LandmarkerSettings.turn_above, metavar="DEG",
                         help="second look turned upright above this tilt; 0: never (default: %(default)s)")
     parser.add_argument("--min-face-prob", type=float, default=None,
                         help="face branch threshold (default: the model's own)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above or None,
+    markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above,
                                 min_face_prob=args.min_face_prob)
                for name in args.detectors}
     for marker in markers.values():

@@ -297,7 +297,7 @@ def test_mosaics_shrink_four_pictures_into_quarters_and_move_their_faces_along(s
 
     from conftest import REPO
     from landmarks.data.labels import Picture, read_picture_list
-    make_mosaics = runpy.run_path(str(REPO / "scripts" / "make_mosaics.py"))
+    make_mosaics = runpy.run_path(str(REPO / "scripts" / "tools" / "make_mosaics.py"))
     pictures, _ = read_picture_list(sample_lists / "train_pictures.txt")
     assert make_mosaics["main"](["--pictures", str(sample_lists / "train_pictures.txt"),
                                  "--out-dir", str(tmp_path / "m")]) == 0

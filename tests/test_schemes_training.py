@@ -127,7 +127,7 @@ def test_derived_points_scores_a_models_points_in_a_scheme_derived_from_its_own(
 
     from landmarks.data.labels import read_picture_list
     from landmarks.data.scheme import load_scheme
-    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "derived_points.py"))
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "tools" / "derived_points.py"))
     pictures = read_picture_list(sample_lists / "test_pictures.txt")[0]
     truth = {tuple(np.round(box, 3)): points for p in pictures for box, points in zip(p.boxes, p.points)}
     course, five = load_scheme("course21"), load_scheme("five")

@@ -121,7 +121,7 @@ def test_square_negatives_are_squares_of_face_size_clear_of_every_face(sample_li
 
     from landmarks.data.labels import read_picture_list
     from landmarks.geometry import box_scale, iou
-    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "square_negatives.py"))
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "tools" / "square_negatives.py"))
     out = tmp_path / "squares.txt"
     assert script["main"](["--pictures", str(sample_lists / "train_pictures.txt"), "--out", str(out)]) == 0
     squares = read_list(out).entries

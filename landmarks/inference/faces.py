@@ -22,7 +22,7 @@ from ..net.faces import fuse_batch_norm
 
 # Where the course's annotated face box lies in a Haar detection box, as shares of its
 # width and height (x1, y1, x2, y2): medians over 357 matched faces, measured by
-# `python scripts/calibrate_detector.py --images 400`. Haar boxes sit higher and wider.
+# `python docs/experiments/calibrate_detector.py --images 400`. Haar boxes sit higher and wider.
 HAAR_TO_ANNOTATION = (0.097, 0.200, 0.913, 1.010)
 
 

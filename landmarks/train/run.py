@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import load_model, read_checkpoint, resolve_model
@@ -25,6 +26,7 @@ from ..files import Outputs
 from ..net import count_parameters, freeze, native
 from ..spec import ModelSpec, check_list_for, finetune_spec, spec_from_dict, training_spec
 from .distill import teacher_points
+from .failures import failure_report
 from .loop import fit
 from .runtime import Distributed, init_distributed, keep_freed_memory, resolve_device
 from .tasks import FaceTask, LandmarkTask, threshold_sweep
@@ -227,7 +229,7 @@ def accuracy_text(value: float) -> str:
 
 def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None = None,
                min_face_prob: float | None = None, metrics_json: Path | None = None,
-               predictions_out: Path | None = None) -> dict:
+               predictions_out: Path | None = None, failure_report_dir: Path | None = None) -> dict:
     """``--phase test`` on a list of crops: loss, NME, FR, AUC (and the face branch's accuracies)."""
     loaded = load_model(resolve_model(model))
     spec = loaded.spec
@@ -236,7 +238,9 @@ def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None
     device = resolve_device(job.device)
     _, test_list = lists_of(job, spec.config.seed) if job.test_list is None else (None, job.test_list)
     outputs.reads("--test-list", test_list)
-    for flag, path in (("--metrics-json", metrics_json), ("--predictions-out", predictions_out)):
+    for flag, path in (("--metrics-json", metrics_json), ("--predictions-out", predictions_out),
+                       ("--failure-report", failure_report_dir and failure_report_dir / "failures.png"),
+                       ("--failure-report", failure_report_dir and failure_report_dir / "point_errors.png")):
         if path is not None:
             outputs.check(flag, path)
     data = check_list_for(spec, read_list(test_list, strict=job.strict, num_points=spec.num_points or None))
@@ -264,6 +268,13 @@ def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None
             print(f"attribute {name}: accuracy {metrics[f'aux_{name}_acc']:.4f}")
     if metrics_json:
         outputs.write_text("--metrics-json", metrics_json, json.dumps(metrics, indent=2) + "\n")
+    if failure_report_dir:
+        faces = [(dataset.entries[i], points + dataset.entries[i].box[:2])
+                 for i, points in zip(predictions["indices"], predictions["points"]) if dataset.entries[i].is_face]
+        report = failure_report([entry for entry, _ in faces], np.array([points for _, points in faces]), spec.scheme,
+                                failure_report_dir, outputs, f"{Path(model).name} on {test_list}")
+        print(f"failure report: {failure_report_dir}/failures.png, point_errors.png; worst points: " + ", ".join(
+            f"{i + 1} {spec.scheme.points[i]} {report['per_point'][i]:.2f}%" for i in report["worst"]))
     if predictions_out:
         text = predictions_text(dataset.entries, predictions, spec.config.face_threshold)
         outputs.write_text("--predictions-out", predictions_out, text)

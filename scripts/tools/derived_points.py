@@ -3,7 +3,7 @@ course model as five points: eye centres, nose tip, mouth corners), on the annot
 a picture list, each cropped from its annotated box. It tells whether a five-point model falls
 short because of its net or because of its scheme.
 
-    python scripts/derived_points.py --model runs/stage1/last.pt --pictures lists/split/test_pictures.txt --scheme five
+    python scripts/tools/derived_points.py --model runs/stage1/last.pt --pictures lists/split/test_pictures.txt --scheme five
 """
 
 from __future__ import annotations

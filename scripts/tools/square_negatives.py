@@ -5,7 +5,7 @@ every face box. Such a square may hold a whole face that fills too little of it.
 
 Writes a stage-3 list of non-faces (kind ``square``) for ``--phase test``:
 
-    python scripts/square_negatives.py --pictures lists/split/test_pictures.txt --out lists/split/square.txt
+    python scripts/tools/square_negatives.py --pictures lists/split/test_pictures.txt --out lists/split/square.txt
     python -m landmarks.detector --phase test --model stage3 --test-list lists/split/square.txt
 """
 

@@ -5,7 +5,7 @@ is written relative to the detection: (x1 - dx1) / dw, (y1 - dy1) / dh,
 (x2 - dx1) / dw, (y2 - dy1) / dh. The medians map a detection to the box the
 models were trained on (landmarks.inference.faces.HAAR_TO_ANNOTATION).
 
-    python scripts/calibrate_detector.py --data-dir ../shared/course-data --images 400
+    python docs/experiments/calibrate_detector.py --data-dir ../shared/course-data --images 400
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ resized to ``--side`` pixels and saved as a JPEG (once, however many lists name 
 packed lists hold the same faces, points and attributes relative to these pictures, and
 lists.json comes along. The course data's 152 MB of pictures pack into about 25 MB.
 
-    python scripts/pack_crops.py lists/split lists/all --out packed
-    python scripts/pack_crops.py lists/tune --pictures --out packed-pictures
+    python scripts/tools/pack_crops.py lists/split lists/all --out packed
+    python scripts/tools/pack_crops.py lists/tune --pictures --out packed-pictures
 """
 
 from __future__ import annotations

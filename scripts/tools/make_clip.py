@@ -1,6 +1,6 @@
 """Make a short video from one picture: a still face with sensor noise, or the face panned across.
 
-    python scripts/make_clip.py data/II/006082.jpg clip.mp4 --motion pan --frames 50
+    python scripts/tools/make_clip.py data/II/006082.jpg clip.mp4 --motion pan --frames 50
 """
 
 from __future__ import annotations

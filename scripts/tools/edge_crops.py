@@ -4,7 +4,7 @@ The list builder clamps each crop to its picture, so a face at the edge sits off
 crop narrower on one side, which is also what a partial-face non-face looks like. This writes
 such crops from a list's faces, to check that the face branch keeps them:
 
-    python scripts/edge_crops.py --list lists/tune3f/val.txt --out lists/tune3f/val_edge.txt
+    python scripts/tools/edge_crops.py --list lists/tune3f/val.txt --out lists/tune3f/val_edge.txt
     python -m landmarks.detector --phase test --model stage3 --test-list lists/tune3f/val_edge.txt
 
 Each face line (non-faces are left out) has one side of its crop box, chosen at random, moved

@@ -1,7 +1,7 @@
 """Copy a run's checkpoint into the package as a shipped model (weights and config only).
 
-    python scripts/ship_model.py runs/stage1-all/last.pt stage1
-    python scripts/ship_model.py runs/faces-tune/last.pt faces --input-size 384
+    python scripts/tools/ship_model.py runs/stage1-all/last.pt stage1
+    python scripts/tools/ship_model.py runs/faces-tune/last.pt faces --input-size 384
 
 Training-only settings that name local files (the distillation teacher) are cleared, so a
 finetune from the shipped model does not look for them.

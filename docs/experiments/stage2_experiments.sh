@@ -2,11 +2,11 @@
 # The stage-2 comparison: every run on the same fixed split of the course data
 # (lists/split: 90/10 by image, seed 0), each a row of docs/results.md.
 #   python -m landmarks.data --data-dir ../shared/course-data --out-dir lists/split --test-ratio 0.1 --seed 0
-# Then: python scripts/results_table.py
+# Then: python docs/experiments/results_table.py
 # Arguments name the runs to do (default: all); runs with a last.pt are skipped. Two at a time,
 # one thread each, as docs/results.md was made:
-#   OMP_NUM_THREADS=1 scripts/stage2_experiments.sh mobilenet stage1-split ... &
-#   OMP_NUM_THREADS=1 scripts/stage2_experiments.sh stage2-split bn-wing-sgd ...
+#   OMP_NUM_THREADS=1 docs/experiments/stage2_experiments.sh mobilenet stage1-split ... &
+#   OMP_NUM_THREADS=1 docs/experiments/stage2_experiments.sh stage2-split bn-wing-sgd ...
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 ONLY=" $* "

@@ -5,7 +5,7 @@ The course's validation pictures hold few crowds; mosaics of them show how a fac
 setting does on small faces without looking at the test pictures. Writes the mosaics (JPEG)
 and their picture list (every face, in mosaic pixels) to --out-dir.
 
-    python scripts/make_mosaics.py --pictures lists/tune/val_pictures.txt --out-dir lists/tune-mosaics
+    python scripts/tools/make_mosaics.py --pictures lists/tune/val_pictures.txt --out-dir lists/tune-mosaics
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Q Q^T from the constraint that each face's two camera rows are orthogonal and of
 Faces differ in shape and expression, so S is their mean rigid structure. The sign of depth
 is set so that the nose tip is nearer the camera than the eyes (z grows away from it).
 
-    python scripts/mean_face_3d.py --data-dir ../shared/course-data
+    python scripts/tools/mean_face_3d.py --data-dir ../shared/course-data
 prints the points to paste into the scheme file as ``mean_face_3d`` (units: eye-corner
 distance = 1; x to the picture's right, y down, z away from the camera).
 """

@@ -3,7 +3,7 @@
 Each run's last.pt (not the best epoch: choosing that on the test faces would
 flatter it) is tested on lists/split/test.txt in original-image pixels.
 
-    scripts/stage2_experiments.sh && python scripts/results_table.py
+    docs/experiments/stage2_experiments.sh && python docs/experiments/results_table.py
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def main(argv=None) -> int:
         "pixels, as defined in the course-data README. CPU ms/face: eager PyTorch, batch 1, one thread, the median "
         "call in the calmest of 7 blocks of 40, the models taking turns block by block (x86-64, 2 cores). Training time: one CPU thread, while another run used the other core.",
         "",
-        "Made by `scripts/stage2_experiments.sh` (each row: `python -m landmarks.detector --phase train "
-        "--list-dir lists/split --run-name NAME` plus the flags shown) and `python scripts/results_table.py`.",
+        "Made by `docs/experiments/stage2_experiments.sh` (each row: `python -m landmarks.detector --phase train "
+        "--list-dir lists/split --run-name NAME` plus the flags shown) and `python docs/experiments/results_table.py`.",
         "",
         "| run | what | flags | NME_box % | NME_io % | FR@0.10 % | AUC@0.10 | params | CPU ms/face | epochs | train min |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
