@@ -21,7 +21,9 @@ import numpy as np
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
 from landmarks.inference.landmarker import Landmarker
-from landmarks.inference.predict import draw_faces
+from landmarks.cli import run_cli
+from landmarks.files import Outputs
+from landmarks.inference.predict import draw_faces, write_picture
 
 
 def face_free_strip(height: int, width: int, boxes: np.ndarray, margin: float = 0.5) -> tuple[int, int, int, int]:
@@ -45,8 +47,14 @@ def main(argv=None) -> int:
     parser.add_argument("--min-side", type=int, default=120, help="smallest strip side kept (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="write the strips where faces were found here (default: none)")
     args = parser.parse_args(argv)
+    return run_cli(lambda: check(args))
+
+
+def check(args) -> int:
     marker = Landmarker()
     pictures, _ = read_picture_list(args.pictures)
+    outputs = Outputs()
+    outputs.reads("--pictures", args.pictures, *(p.image for p in pictures))
     used, found, with_any = 0, 0, 0
     for picture in pictures:
         rgb = load_image(picture.image, 3)
@@ -59,8 +67,8 @@ def main(argv=None) -> int:
         found += len(faces)
         with_any += bool(faces)
         if faces and args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(args.out / f"{picture.image.stem}.png"), draw_faces(strip, faces, marker.scheme.lines))
+            write_picture(args.out / f"{picture.image.stem}.png", draw_faces(strip, faces, marker.scheme.lines),
+                          outputs)
     print(f"{used} face-free strips of {args.pictures} (of {len(pictures)} pictures): {found} false faces, "
           f"{with_any} strips with any ({with_any / max(used, 1):.3f})")
     return 0

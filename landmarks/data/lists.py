@@ -23,7 +23,7 @@ from .scheme import Scheme, load_scheme
 log = logging.getLogger("landmarks")
 
 NEGATIVE_KINDS = ("random", "partial", "loose")
-# loose is left out by default: the branch it trains lost small faces in whole pictures (README).
+# loose is left out by default: the branch it trains lost small faces in whole pictures (docs/stage3.md).
 DEFAULT_NEGATIVE_KINDS = ("random", "partial")
 # Yaw from the points: where the nose tip falls between the eye centres (0.5 = frontal).
 # Bin edges chosen so that each of the three bins holds a good share of the course data

@@ -66,7 +66,7 @@ def fit_picture(image: np.ndarray, size: int, multiple: int = 32) -> tuple[np.nd
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     # Bilinear, as the training crops are warped (OpenCV's warpAffine has no area mode); 7x
-    # faster than area resizing, and no worse on the validation pictures (README "Whole pictures").
+    # faster than area resizing, and no worse on the validation pictures (docs/face-detector.md).
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     ph, pw = -(-nh // multiple) * multiple, -(-nw // multiple) * multiple
     # One pass that copies and pads: filling a numpy canvas with the colour took 1.2 ms a look, this 0.03.

@@ -39,7 +39,7 @@ def gray_of(image: np.ndarray) -> np.ndarray:
 
 # A second pass at twice the size when a sure face is under 24 detector pixels: faces that
 # small are found late and boxed loosely (a crowd's faces). Chosen on validation mosaics
-# (README "Whole pictures"); most pictures take one pass.
+# (docs/face-detector.md); most pictures take one pass.
 ZOOM_BELOW = 24.0
 ZOOM = 2.0
 
@@ -47,7 +47,7 @@ ZOOM = 2.0
 # Pictures whose mean light (linear, all channels) is under DARK_FLOOR, the darkest twentieth of
 # the course's training pictures (65 of 1,439; median 0.28) and so the edge of what the detector
 # learned, are lifted to DARK_TARGET before it sees them. Chosen on the validation pictures underexposed by 0-5
-# stops (README "Whole pictures"); the landmark nets normalise each crop and need no lift.
+# stops (docs/face-detector.md); the landmark nets normalise each crop and need no lift.
 DARK_FLOOR = 0.1
 DARK_TARGET = 0.15
 _TO_LINEAR = (np.arange(256) / 255.0) ** 2.2

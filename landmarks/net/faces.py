@@ -83,7 +83,7 @@ def faces_net():
 
 @register_face_net("faces_small")
 def faces_small_net():
-    """Half the channels: faster, for the speed-accuracy trade-off measured in the README."""
+    """Half the channels: faster, for the speed-accuracy trade-off measured in docs/face-detector.md."""
     return FaceNet(widths=(8, 16, 32, 64, 96), head=24)
 
 

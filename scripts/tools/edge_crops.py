@@ -22,6 +22,7 @@ import numpy as np
 
 from landmarks.cli import DefaultsHelpFormatter, run_cli
 from landmarks.data.labels import read_list, write_list
+from landmarks.files import Outputs
 
 
 def cut_crop(box: np.ndarray, points: np.ndarray, side: int, share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def job():
+        outputs = Outputs()
+        outputs.reads("--list", args.list)
+        outputs.check("--out", args.out)
         rng = np.random.default_rng(args.seed)
         cut = []
         for entry in read_list(args.list).entries:

@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 
 from landmarks.data.images import load_image
+from landmarks.cli import run_cli
+from landmarks.files import Outputs
 from landmarks.inference.clips import pan_frames, still_frames, write_clip
 
 
@@ -20,10 +22,15 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=50, help="(default: %(default)s)")
     parser.add_argument("--fps", type=float, default=25.0, help="(default: %(default)s)")
     args = parser.parse_args(argv)
-    image = load_image(args.picture, 3)
-    frames = still_frames(image, args.frames) if args.motion == "still" else pan_frames(image, args.frames)[0]
-    print(f"wrote {write_clip(frames, args.out, args.fps)} ({len(frames)} frames, {args.motion})")
-    return 0
+
+    def job():
+        outputs = Outputs()
+        outputs.reads("picture", args.picture)
+        outputs.check("out", args.out)
+        image = load_image(args.picture, 3)
+        frames = still_frames(image, args.frames) if args.motion == "still" else pan_frames(image, args.frames)[0]
+        print(f"wrote {write_clip(frames, args.out, args.fps)} ({len(frames)} frames, {args.motion})")
+    return run_cli(job)
 
 
 if __name__ == "__main__":

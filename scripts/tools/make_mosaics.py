@@ -18,6 +18,7 @@ import numpy as np
 
 from landmarks.data.images import load_image
 from landmarks.data.labels import Picture, read_picture_list, write_picture_list
+from landmarks.files import Outputs
 
 
 def mosaic(pictures: list[Picture], images: list[np.ndarray], width: int, height: int,
@@ -50,15 +51,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     pictures, _ = read_picture_list(args.pictures)
+    outputs = Outputs()
+    outputs.reads("--pictures", args.pictures, *(p.image for p in pictures))
     order = np.random.default_rng(args.seed).permutation(len(pictures))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    count = len(order) // 4
+    for path in [args.out_dir / f"mosaic{m:03d}.jpg" for m in range(count)] + [args.out_dir / "mosaics.txt"]:
+        outputs.check("--out-dir", path)
     made = []
-    for m in range(len(order) // 4):
+    for m in range(count):
         group = [pictures[i] for i in order[4 * m:4 * m + 4]]
         canvas, faces = mosaic(group, [load_image(p.image, 3) for p in group], width, height)
         path = args.out_dir / f"mosaic{m:03d}.jpg"
-        if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
-            raise SystemExit(f"{path}: cannot write")
+        _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        outputs.write_bytes("--out-dir", path, jpeg.tobytes())
         faces.image = path
         made.append(faces)
     write_picture_list(args.out_dir / "mosaics.txt", made)

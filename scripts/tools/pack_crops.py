@@ -22,7 +22,9 @@ import numpy as np
 
 from landmarks.data.dataset import AUGMENT_MARGIN, CropSettings
 from landmarks.data.images import crop_resize, load_image
+from landmarks.cli import run_cli
 from landmarks.data.labels import ListEntry, read_list, write_list
+from landmarks.files import Outputs
 
 
 def pack(list_path: Path, out_dir: Path, crops: Path, side: int, quality: int) -> int:
@@ -81,6 +83,20 @@ def main(argv=None) -> int:
     parser.add_argument("--picture-side", type=int, default=512, help="(default: %(default)s)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default: %(default)s)")
     args = parser.parse_args(argv)
+    return run_cli(lambda: pack_all(args))
+
+
+LIST_NAMES = ("train.txt", "val.txt", "test.txt", "train_pictures.txt", "val_pictures.txt", "test_pictures.txt",
+              "lists.json")
+
+
+def pack_all(args) -> int:
+    outputs = Outputs()  # a packed folder never takes the place of the lists it packs
+    for list_dir in args.list_dirs:
+        outputs.reads("list_dirs", *(list_dir / name for name in LIST_NAMES if (list_dir / name).is_file()))
+    for list_dir in args.list_dirs:
+        for name in LIST_NAMES:
+            outputs.check("--out", args.out / list_dir.name / name)
     for list_dir in args.list_dirs:
         out_dir = args.out / list_dir.name
         out_dir.mkdir(parents=True, exist_ok=True)

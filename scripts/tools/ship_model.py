@@ -14,8 +14,11 @@ import dataclasses
 from pathlib import Path
 
 from landmarks.checkpoint import checkpoint_bytes, load_model
+from landmarks.cli import run_cli
+from landmarks.files import Outputs
 
 MAX_BYTES = 5_000_000
+MODELS = Path(__file__).resolve().parents[2] / "landmarks" / "models"
 
 
 def main(argv=None) -> int:
@@ -32,7 +35,16 @@ def main(argv=None) -> int:
     parser.add_argument("--face-threshold", type=float,
                         help="the score from which a candidate (detector) or crop (face branch) counts as a face, "
                              "chosen on validation data (default: as trained)")
+    parser.add_argument("--models-dir", type=Path, default=MODELS,
+                        help="where shipped models live (default: the package's landmarks/models)")
     args = parser.parse_args(argv)
+    return run_cli(lambda: ship(args))
+
+
+def ship(args) -> int:
+    outputs = Outputs()
+    outputs.reads("checkpoint", args.checkpoint)
+    out = outputs.check("name", args.models_dir / f"{args.name}.pt")
     loaded = load_model(args.checkpoint, expect_task=None)
     spec = loaded.spec
     changes = {"teacher": ""}
@@ -49,8 +61,7 @@ def main(argv=None) -> int:
     config = spec.config
     if len(data) > MAX_BYTES:
         raise SystemExit(f"{args.checkpoint}: {len(data) / 1e6:.1f} MB is over the 5 MB limit for shipped models")
-    out = Path(__file__).resolve().parents[1] / "landmarks" / "models" / f"{args.name}.pt"
-    out.write_bytes(data)
+    outputs.write_bytes("name", out, data)
     print(f"shipped {config.net} as {out} ({len(data) / 1e6:.2f} MB)")
     return 0
 

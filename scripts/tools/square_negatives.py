@@ -18,6 +18,8 @@ import numpy as np
 
 from landmarks.data.images import image_size
 from landmarks.data.labels import ListEntry, read_picture_list, write_list
+from landmarks.cli import run_cli
+from landmarks.files import Outputs
 from landmarks.geometry import box_scale, iou, snap_box_outward
 
 
@@ -48,8 +50,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-iou", type=float, default=0.3, help="IoU below which a square is a non-face")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    return run_cli(lambda: write_squares(args))
+
+
+def write_squares(args) -> int:
     rng = np.random.default_rng(args.seed)
     pictures, _ = read_picture_list(args.pictures)
+    outputs = Outputs()
+    outputs.reads("--pictures", args.pictures)
+    outputs.check("--out", args.out)
     entries = []
     for picture in pictures:
         width, height = image_size(picture.image)
