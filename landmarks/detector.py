@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--predictions-out", type=Path,
                    help="write predictions in label.txt form (path, crop box, K points in image pixels) for crops "
                         "the model calls faces (default: none)")
+    t.add_argument("--ced-plot", type=Path, help="test on crops: the cumulative error curve (NME_io to 10 %%) as a "
+                   "picture (default: none)")
     t.add_argument("--failure-report", type=Path, metavar="DIR",
                    help="test on crops: the worst faces (failures.png) and the error per point (point_errors.png) "
                         "in this folder (default: none)")
@@ -153,7 +155,8 @@ def phase_test(args) -> int:
     else:
         test_crops(job_of(args), args.model or default_model(), outputs, test_flip=args.test_flip,
                    min_face_prob=args.min_face_prob, metrics_json=args.metrics_json,
-                   predictions_out=args.predictions_out, failure_report_dir=args.failure_report)
+                   predictions_out=args.predictions_out, failure_report_dir=args.failure_report,
+                   ced_plot=args.ced_plot)
     return 0
 
 

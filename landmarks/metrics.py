@@ -59,24 +59,34 @@ def cumulative_error_curve(nmes, threshold: float = 0.10, steps: int = 100):
     return xs, np.searchsorted(nmes, xs, side="right") / max(nmes.size, 1)
 
 
-def landmark_metrics(pred, truth, interocular: tuple[int, int], threshold: float = 0.10) -> dict:
+def landmark_metrics(pred, truth, interocular: tuple[int, int], thresholds=(0.08, 0.10),
+                     regions: dict[str, tuple[int, ...]] | None = None) -> dict:
     """The reported metrics for [N, K, 2] predictions and truths in image pixels;
-    ``interocular`` names the two points NME_io divides by.
+    ``interocular`` names the two points NME_io divides by; ``regions`` (name -> points) adds
+    the NME_io over each region's points.
 
-    Returns nme_box, nme_io, fr_io@<t> (all in %), auc_io@<t> (a fraction), faces.
+    Returns nme_box, nme_io, fr_io@<t> (all in %) and auc_io@<t> (a fraction) for each of
+    ``thresholds``, nme_io_<region> (%), faces.
     """
     pred = np.asarray(pred, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
+    faces = len(truth)
+    norm_io = interocular_normaliser(truth, interocular)
     nme_box = nme(pred, truth, box_normaliser(truth))
-    nme_io = nme(pred, truth, interocular_normaliser(truth, interocular))
-    key = f"{threshold:g}"
-    return {
-        "faces": int(len(truth)),
-        "nme_box": float(nme_box.mean() * 100) if len(truth) else float("nan"),
-        "nme_io": float(nme_io.mean() * 100) if len(truth) else float("nan"),
-        f"fr_io@{key}": failure_rate(nme_io, threshold) * 100,
-        f"auc_io@{key}": auc(nme_io, threshold),
+    nme_io = nme(pred, truth, norm_io)
+    metrics = {
+        "faces": int(faces),
+        "nme_box": float(nme_box.mean() * 100) if faces else float("nan"),
+        "nme_io": float(nme_io.mean() * 100) if faces else float("nan"),
     }
+    for threshold in thresholds:
+        metrics[f"fr_io@{threshold:g}"] = failure_rate(nme_io, threshold) * 100
+        metrics[f"auc_io@{threshold:g}"] = auc(nme_io, threshold)
+    for name, points in (regions or {}).items():
+        part = list(points)
+        metrics[f"nme_io_{name}"] = (float(nme(pred[:, part], truth[:, part], norm_io).mean() * 100) if faces
+                                     else float("nan"))
+    return metrics
 
 
 # ---------------------------------------------------------------- whole pictures

@@ -1,5 +1,6 @@
 """Readers of other annotation formats: 300-W .pts, WFLW and MTFL lines, into the same lists."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,74 @@ def test_course_lists_in_the_five_point_scheme_derive_their_points(sample_dir, t
     np.testing.assert_allclose(five.entries[0].points, full.entries[0].points[[16, 17, 18, 19, 20]], atol=1e-3)
     assert five.info.attributes["yaw"] == ["left", "frontal", "right"]
     assert {e.attributes["yaw"] for e in five.entries} == {"0", "1", "2"}
+
+
+def pts_folder(folder: Path, names, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for name in names:
+        write_image(folder / f"{name}.jpg", 200, 160)
+        (folder / f"{name}.pts").write_text(pts_text(rng.uniform(40, 120, (68, 2)) + 1))
+    return folder
+
+
+def test_several_folders_make_one_set_of_lists_with_each_photo_on_one_side(tmp_path):
+    helen = pts_folder(tmp_path / "helen", [f"{photo}_{face}" for photo in range(10) for face in (1, 2)])
+    lfpw = pts_folder(tmp_path / "lfpw", [f"image_{i:04d}" for i in range(10)], seed=1)
+    summary = build_lists([helen, lfpw], tmp_path / "lists", fmt="pts", test_ratio=0.3, val_ratio=0.2, seed=0)
+    assert summary["faces_kept"] == 30
+    sides = {}
+    for part in ("train", "val", "test"):
+        for entry in read_list(tmp_path / "lists" / f"{part}.txt").entries:
+            stem = Path(entry.image).stem
+            folder = Path(entry.image).parent.name
+            photo = (folder, stem.rsplit("_", 1)[0] if folder == "helen" else stem)
+            sides.setdefault(photo, set()).add(part)
+    assert len(sides) == 20 and all(len(parts) == 1 for parts in sides.values())  # NAME_1, NAME_2 together
+    # LFPW's image_0001 ... are photos of their own, not one photo "image"
+    assert len({photo for photo in sides if photo[0] == "lfpw"}) == 10
+    assert {part for parts in sides.values() for part in parts} == {"train", "val", "test"}
+
+
+def test_folders_of_different_point_counts_are_refused(tmp_path):
+    pts_folder(tmp_path / "a", ["x"])
+    (tmp_path / "b").mkdir()
+    write_image(tmp_path / "b" / "y.jpg", 200, 160)
+    (tmp_path / "b" / "y.pts").write_text(pts_text(np.random.default_rng(0).uniform(40, 120, (5, 2))))
+    with pytest.raises(DataError, match="b: faces of 5 points, but .*a holds 68-point faces"):
+        build_lists([tmp_path / "a", tmp_path / "b"], tmp_path / "lists", fmt="pts", scheme=None)
+
+
+def test_the_list_command_takes_several_data_folders(tmp_path, capsys):
+    from landmarks.commands.lists import main
+    pts_folder(tmp_path / "a", ["p_1", "p_2", "q_1"])
+    pts_folder(tmp_path / "b", ["r", "s"], seed=2)
+    assert main(["--format", "pts", "--data-dir", str(tmp_path / "a"), str(tmp_path / "b"), "--out-dir",
+                 str(tmp_path / "o"), "--test-ratio", "0", "--verify", "0"]) == 0
+    assert len(read_list(tmp_path / "o" / "train.txt").entries) == 5
+    assert (tmp_path / "o" / "test.txt").read_text() == ""
+
+
+def test_a_68_point_scheme_learns_where_its_face_box_sits_in_the_finders_box():
+    from landmarks.data.lists import measure_finder_box
+    from landmarks.data.scheme import FINDER_SCHEME, load_scheme
+    from landmarks.geometry import iou
+    source = read_source("pts", LFPW, Report())
+    points = np.array([a.points for a in source.annotations[:200]])
+    ibug = load_scheme("ibug68")
+    shares = measure_finder_box(points, ibug)
+    assert shares != (0.0, 0.0, 1.0, 1.0)
+    course = load_scheme(FINDER_SCHEME)
+    finder_boxes = course.face_boxes(course.convert(points, ibug))  # as the shipped finder frames these faces
+    framed = replace(ibug, finder_box=shares).from_finder_boxes(finder_boxes)
+    tight = ibug.face_boxes(points)
+    overlaps = np.array([iou(a, b[None])[0] for a, b in zip(framed, tight)])
+    unframed = np.array([iou(a, b[None])[0] for a, b in zip(finder_boxes, tight)])
+    assert np.median(overlaps) > 0.8 and np.median(overlaps) > np.median(unframed) + 0.02
+    assert measure_finder_box(points[:, :21], load_scheme("course21")) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_finder_boxes_are_reframed_by_shares_of_their_size():
+    from landmarks.data.scheme import load_scheme
+    scheme = replace(load_scheme("ibug68"), finder_box=(0.1, 0.2, 0.9, 1.1))
+    np.testing.assert_allclose(scheme.from_finder_boxes([[10, 20, 110, 70]]), [[20, 30, 100, 75]])
+    np.testing.assert_allclose(load_scheme("course21").from_finder_boxes([[1, 2, 3, 4]]), [[1, 2, 3, 4]])

@@ -39,3 +39,25 @@ def test_failure_rate_and_auc():
     expected = (0.25 * 0.02 + 0.5 * 0.03 + 0.75 * 0.05) / 0.1
     assert auc(nmes, 0.1, steps=100_000) == pytest.approx(expected, abs=1e-4)
     assert auc(np.zeros(5)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_300w_figures_failure_rate_and_auc_at_both_thresholds_and_nme_per_region():
+    truth = np.zeros((2, 4, 2))
+    truth[:, 1] = [10.0, 0.0]  # the interocular pair: points 0 and 1, 10 px apart
+    truth[:, 2:] = [[0.0, 10.0], [10.0, 10.0]]
+    pred = truth.copy()
+    pred[0, 2:] += [0.0, 1.8]  # face 0: the lower points 1.8 px off: NME_io 0.09 over all points
+    metrics = landmark_metrics(pred, truth, (0, 1), thresholds=(0.08, 0.10),
+                               regions={"top": (0, 1), "bottom": (2, 3)})
+    # face 0 fails at 0.08 and passes at 0.10
+    assert metrics["fr_io@0.08"] == pytest.approx(50.0) and metrics["fr_io@0.1"] == pytest.approx(0.0)
+    assert metrics["nme_io"] == pytest.approx(100 * (0.09 / 2))
+    assert metrics["nme_io_top"] == pytest.approx(0.0)
+    assert metrics["nme_io_bottom"] == pytest.approx(100 * (0.18 / 2))
+    # the CED: half the faces at 0 from the start, the other half from 0.09 on
+    assert metrics["auc_io@0.08"] == pytest.approx(0.5, abs=1e-3)
+    assert metrics["auc_io@0.1"] == pytest.approx(0.5 + 0.5 * 0.01 / 0.1, abs=1e-3)
+    worse = pred.copy()
+    worse[1, 2:] += [0.0, 3.6]  # face 1: NME_io 0.18, a failure at both thresholds
+    metrics = landmark_metrics(worse, truth, (0, 1))
+    assert metrics["fr_io@0.08"] == pytest.approx(100.0) and metrics["fr_io@0.1"] == pytest.approx(50.0)

@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build train/test lists from annotated pictures (the course's label.txt folders, 300-W "
                     ".pts files, WFLW or MTFL annotation files), and draw a verification picture.",
         formatter_class=DefaultsHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("data"),
+    parser.add_argument("--data-dir", type=Path, nargs="+", default=[Path("data")],
                         help="folder of the pictures: holding I/, II/ ... with a label.txt each (course), "
-                             ".pts files beside pictures (pts), or the pictures a --labels file names")
+                             ".pts files beside pictures (pts), or the pictures a --labels file names; several "
+                             "folders are read into one set of lists (default: data)")
     parser.add_argument("--format", choices=FORMATS, default="course", help="annotation format")
     parser.add_argument("--labels", type=Path, default=None,
                         help="wflw, mtfl: the annotation file (image paths in it are relative to --data-dir)")

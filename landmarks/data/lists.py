@@ -4,6 +4,7 @@ picture lists that whole-picture training and testing read."""
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +15,11 @@ from tqdm import tqdm
 from ..errors import DataError, UsageError
 from ..files import Outputs
 from ..geometry import EXPAND_RATIO, box_centre, contains, crop_box, expand_box, iou
-from .formats import read_source
+from .formats import Source, read_source
 from .images import image_size, load_image
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
                      write_picture_list)
-from .scheme import Scheme, load_scheme
+from .scheme import FINDER_SCHEME, Scheme, load_scheme
 
 log = logging.getLogger("landmarks")
 
@@ -39,10 +40,23 @@ def to_list_entry(annotation: Annotation, width: int, height: int, ratio: float 
                      attributes=dict(annotation.attributes))
 
 
+# 300-W's convention: NAME_1.jpg, NAME_2.jpg ... in one folder are faces of one photo (HELEN's are
+# crops around each face, so neighbours show in both). A one- or two-digit suffix only:
+# LFPW's image_0001.jpg are photos of their own.
+PHOTO_SUFFIX = re.compile(r"_\d{1,2}$")
+
+
+def photo_of(image) -> str:
+    """The photo a picture file shows: its path, with a NAME_<n> picture taken as part of NAME."""
+    path = Path(image)
+    return str(path.with_name(PHOTO_SUFFIX.sub("", path.stem)))
+
+
 def split_by_image(items: list, image_of, test_ratio: float, seed: int) -> tuple[list, list]:
     """Split ``items`` so that no image has items on both sides.
 
     ``test_ratio`` of the images (rounded) go to test; the order is fixed by ``seed``.
+    ``image_of`` gives the key an item is kept with: its picture, or the photo it comes from.
     """
     if not 0.0 <= test_ratio <= 1.0:
         raise UsageError(f"--test-ratio must be between 0 and 1, got {test_ratio}")
@@ -137,6 +151,18 @@ def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, floa
     return tuple(round(float(v), 3) for v in np.median(shares, axis=0))
 
 
+def measure_finder_box(points: np.ndarray, scheme: Scheme) -> tuple[float, float, float, float]:
+    """Median position of ``scheme``'s face boxes of faces [N, K, 2] as shares of the box the face
+    finder would give them: FINDER_SCHEME's face box of the points it derives from them."""
+    finder = load_scheme(FINDER_SCHEME)
+    if scheme.name == FINDER_SCHEME or scheme.name not in finder.derive:
+        return scheme.finder_box
+    found = finder.face_boxes(finder.convert(points, scheme))
+    own = scheme.face_boxes(points)
+    size = np.maximum(np.tile(found[:, 2:] - found[:, :2], 2), 1e-6)
+    return tuple(round(float(v), 3) for v in np.median((own - np.tile(found[:, :2], 2)) / size, axis=0))
+
+
 def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
     """[N, K, 2] -> [N] where the nose tip falls along the line between the eye centres (0 to 1)."""
     five = load_scheme("five").convert(points, scheme) if scheme.name != "five" else points
@@ -151,8 +177,10 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
                 ratio: float = EXPAND_RATIO, yaw: bool = False, find_faces=None, detector_negatives: int = 3,
                 negative_kinds=DEFAULT_NEGATIVE_KINDS, frame_faces=None, framed_by: str = "",
                 outputs: Outputs | None = None, verify: int = 0) -> dict:
-    """Read annotations, write ``train.txt``, ``test.txt``, ``train_pictures.txt``,
-    ``test_pictures.txt`` and ``lists.json``; returns a summary dict.
+    """Read annotations (``data_dir``: a folder, or a list of folders read as one set), write
+    ``train.txt``, ``test.txt``, ``train_pictures.txt``, ``test_pictures.txt`` and
+    ``lists.json``; returns a summary dict. Faces of one photo stay on one side of each split
+    (``photo_of``).
 
     With ``val_ratio``, that share of the training pictures goes to ``val.txt`` and
     ``val_pictures.txt`` instead, for choosing settings; the test split stays the one
@@ -172,10 +200,11 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     outputs = outputs or Outputs()
     report = Report(strict=strict)
     target = load_scheme(scheme) if isinstance(scheme, (str, Path)) else scheme
-    source = read_source(fmt, Path(data_dir), report, folders=folders, labels=labels, box_file=box_file,
-                         scheme=target)
+    folders_read = [Path(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [Path(data_dir)]
+    source = read_sources(fmt, folders_read, report, folders=folders, labels=labels, box_file=box_file,
+                          scheme=target)
     if not source.annotations:
-        raise DataError(f"{data_dir}: no usable faces ({report.summary()})")
+        raise DataError(f"{', '.join(map(str, folders_read))}: no usable faces ({report.summary()})")
     outputs.reads("--data-dir", *source.files, *sorted({a.image for a in source.annotations}))
     out_dir = Path(out_dir)
     parts_written = ("train", "test") + (("val",) if val_ratio else ())
@@ -188,6 +217,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     points = np.array([a.points for a in annotations])
     # The scheme as this data frames faces around its points (refinement and tracking use it).
     target = replace(target, face_box=measure_face_box(boxes, points))
+    target = replace(target, finder_box=measure_finder_box(points, target))
     attributes = dict(source.attributes)
     if yaw:
         bins = np.digitize(yaw_ratio(points, target), YAW_EDGES)
@@ -213,12 +243,13 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         for box, kind in found:
             entries.append(ListEntry(image, crop_box(box, width, height, ratio), None,
                                      f"negative of {image}", attributes={"negative": kind}))
-    train, test = split_by_image(entries, lambda e: e.image, test_ratio, seed)
+    train, test = split_by_image(entries, lambda e: photo_of(e.image), test_ratio, seed)
     parts = {"train": train, "test": test}
     if val_ratio:
         # A share of all pictures, taken from the training ones with another seed.
         share = val_ratio / max(1.0 - test_ratio, 1e-9)
-        parts["train"], parts["val"] = split_by_image(train, lambda e: e.image, min(share, 1.0), seed + 1)
+        parts["train"], parts["val"] = split_by_image(train, lambda e: photo_of(e.image), min(share, 1.0),
+                                                        seed + 1)
     framed = 0
     if frame_faces is not None:
         extra = framed_entries(frame_faces, parts["train"], by_image, ratio)
@@ -288,3 +319,16 @@ def ensure_lists(list_dir: Path, data_dir: Path, *, train_list: Path | None = No
         log.info("%s; %d train and %d test lines in %s", summary["summary"], summary["train_lines"],
                  summary["test_lines"], list_dir)
     return train_path, test_path
+
+
+def read_sources(fmt: str, data_dirs: list[Path], report: Report, **options) -> Source:
+    """The annotations of several folders in one format, as one source: one scheme for all."""
+    sources = [read_source(fmt, folder, report, **options) for folder in data_dirs]
+    scheme = sources[0].scheme
+    for folder, source in zip(data_dirs[1:], sources[1:]):
+        if source.scheme.num_points != scheme.num_points:
+            raise DataError(f"{folder}: faces of {source.scheme.num_points} points, but {data_dirs[0]} holds "
+                            f"{scheme.num_points}-point faces; read them into separate lists")
+    attributes = {name: classes for source in sources for name, classes in source.attributes.items()}
+    return Source([a for source in sources for a in source.annotations], scheme, attributes,
+                  all(source.boxes_given for source in sources), [f for source in sources for f in source.files])

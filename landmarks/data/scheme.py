@@ -19,6 +19,10 @@ from ..errors import DataError, UsageError
 DEFAULT_SCHEME = "course21"
 
 
+# The scheme whose face boxes the shipped face finder learned: the course's annotations.
+FINDER_SCHEME = "course21"
+
+
 @dataclass(frozen=True)
 class Scheme:
     name: str
@@ -33,6 +37,12 @@ class Scheme:
     # A 3D mean face of the points (x right, y down, z away from the camera), for head pose.
     mean_face_3d: tuple[tuple[float, float, float], ...] = ()
     description: str = ""
+    # Parts of the face (jaw, brows, nose, eyes, mouth) -> their points, for NME per region.
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Where this scheme's face box sits in a face finder's box (shares x1, y1, x2, y2 of it): the
+    # shipped finder frames faces as the course's annotations do (FINDER_SCHEME), which another
+    # scheme's data may not. Measured when lists are built; identity for the course's own.
+    finder_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
     @property
     def num_points(self) -> int:
@@ -50,6 +60,7 @@ class Scheme:
         data = asdict(self)
         data["derive"] = {k: [list(v) for v in rows] for k, rows in self.derive.items()}
         data["mean_face_3d"] = [list(p) for p in self.mean_face_3d]
+        data["regions"] = {k: list(v) for k, v in self.regions.items()}
         return data
 
     def face_boxes(self, points) -> np.ndarray:
@@ -59,6 +70,13 @@ class Scheme:
         size = high - low
         share = np.asarray(self.face_box, dtype=np.float64)
         return np.concatenate([low + size * share[:2], low + size * share[2:]], axis=-1)
+
+    def from_finder_boxes(self, boxes) -> np.ndarray:
+        """[N, 4] boxes of a face finder (framed as FINDER_SCHEME's data) -> [N, 4] face boxes
+        framed as this scheme's (``finder_box``)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        size = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
+        return np.tile(boxes[:, :2], 2) + size * np.asarray(self.finder_box, dtype=np.float64)
 
     def tilt(self, points) -> float:
         """Degrees the eye line of [K, 2] points (the ``interocular`` pair, first point on the
@@ -100,6 +118,8 @@ def scheme_from_dict(data: dict, where: str = "scheme") -> Scheme:
                     for k, rows in data.get("derive", {}).items()},
             mean_face_3d=tuple(tuple(float(v) for v in point) for point in data.get("mean_face_3d", ())),
             description=str(data.get("description", "")),
+            regions={str(k): tuple(int(v) for v in group) for k, group in data.get("regions", {}).items()},
+            finder_box=tuple(float(v) for v in data.get("finder_box", (0.0, 0.0, 1.0, 1.0))),
         )
     except (TypeError, ValueError) as error:
         raise DataError(f"{where}: malformed value ({error})") from None
@@ -132,6 +152,9 @@ def check_scheme(scheme: Scheme, where: str) -> None:
     for line in scheme.lines:
         for v in line:
             check_index(v, "lines")
+    for name, group in scheme.regions.items():
+        for v in group:
+            check_index(v, f"region {name}")
     if len(scheme.face_box) != 4 or scheme.face_box[2] <= scheme.face_box[0] or scheme.face_box[3] <= scheme.face_box[1]:
         raise DataError(f"{where}: face_box takes x1, y1, x2, y2 with x2 > x1 and y2 > y1")
     if scheme.mean_face_3d and (len(scheme.mean_face_3d) != k or any(len(p) != 3 for p in scheme.mean_face_3d)):
@@ -178,3 +201,12 @@ def scheme_for_count(count: int) -> Scheme:
         if scheme.num_points == count:
             return scheme
     raise UsageError(f"no built-in scheme has {count} points; give one with --scheme FILE.toml")
+
+
+def regions_of(scheme: Scheme) -> dict[str, tuple[int, ...]]:
+    """The scheme's regions; for a scheme saved before it had any, the built-in scheme's of
+    the same name and size."""
+    if scheme.regions or scheme.name not in builtin_schemes():
+        return dict(scheme.regions)
+    builtin = load_scheme(scheme.name)
+    return dict(builtin.regions) if builtin.num_points == scheme.num_points else {}

@@ -27,8 +27,8 @@ from ..data.images import load_image
 from ..data.labels import Picture, Report, group_pictures, read_picture_list
 from ..errors import UsageError
 from ..files import Outputs
-from ..metrics import (average_precision, box_normaliser, landmark_metrics, match_boxes, match_faces, nme,
-                       precision_recall)
+from ..metrics import (average_precision, box_normaliser, interocular_normaliser, landmark_metrics, match_boxes,
+                       match_faces, nme, precision_recall)
 from .landmarker import Landmarker, LandmarkerSettings
 
 FOUND_NME = 0.10
@@ -40,7 +40,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
     those scoring ``operating_threshold`` or more go on, as in use -> (metrics, curves)."""
     times = {"decode": [], "detector": [], "landmarks": []}
     scores, hits, proposed = [], [], 0
-    found_nmes, false_faces, faces_total = [], 0, 0
+    found_nmes, found_io, false_faces, faces_total = [], [], 0, 0
     crop_pred, crop_truth, crop_rejected = [], [], 0
     iterator = pictures
     if progress:
@@ -62,6 +62,9 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         proposed += int(match_boxes(boxes[operating], score[operating], picture.boxes).sum())
         nmes, used = match_faces([f.points for f in faces], picture.points, FOUND_NME)
         found_nmes.append(nmes)
+        if len(picture.points):  # the same errors over the eye distance
+            found_io.append(nmes * box_normaliser(picture.points)
+                            / np.maximum(interocular_normaliser(picture.points, marker.scheme.interocular), 1e-12))
         false_faces += int((~used).sum())
         faces_total += len(picture.boxes)
         if len(picture.boxes):
@@ -78,6 +81,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         "found": float(found.mean()) if faces_total else float("nan"),
         "false_per_picture": false_faces / max(len(pictures), 1),
         "nme_box_found": float(nmes[found].mean() * 100) if found.any() else float("nan"),
+        "nme_io_found": (float(np.nanmean(np.concatenate(found_io)) * 100) if found.any() else float("nan")),
         "detector_ap": average_precision(scores, hits, faces_total),
         "detector_recall": proposed / max(faces_total, 1),
         "ms_decode": float(np.median(times["decode"]) * 1000),
@@ -149,7 +153,8 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
     print(f"{path}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
           f"(threshold {operating:g}), refine {'on' if settings.refine else 'off'}")
     print(f"found {metrics['found']:.3f}  false faces per picture {metrics['false_per_picture']:.3f}  "
-          f"NME_box of found {metrics['nme_box_found']:.2f}%  detector AP@0.5 {metrics['detector_ap']:.3f}  "
+          f"NME_box of found {metrics['nme_box_found']:.2f}% (NME_io {metrics['nme_io_found']:.2f}%)  "
+          f"detector AP@0.5 {metrics['detector_ap']:.3f}  "
           f"proposed {metrics['detector_recall']:.3f}")
     print(f"ms per picture (median): detector {metrics['ms_detector']:.1f}  landmarks {metrics['ms_landmarks']:.1f}  "
           f"both {metrics['ms_picture']:.1f}  (decoding {metrics['ms_decode']:.1f})")

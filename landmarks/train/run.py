@@ -21,12 +21,14 @@ from ..data.dataset import FaceLandmarksDataset, check_list_stage
 from ..data.labels import LandmarkList, predictions_text, read_list, read_picture_list
 from ..data.lists import ensure_lists
 from ..data.pictures import PictureAugment, PictureDataset
+from ..data.scheme import regions_of
 from ..errors import UsageError
 from ..files import Outputs
+from ..metrics import interocular_normaliser, landmark_metrics, nme
 from ..net import count_parameters, freeze, native
 from ..spec import ModelSpec, check_list_for, finetune_spec, spec_from_dict, training_spec
 from .distill import teacher_points
-from .failures import failure_report
+from .reports import ced_chart, failure_report
 from .loop import fit
 from .runtime import Distributed, init_distributed, keep_freed_memory, resolve_device
 from .tasks import FaceTask, LandmarkTask, threshold_sweep
@@ -134,6 +136,8 @@ def train(job: Job, config: Config, outputs: Outputs, *, model_path: Path | None
     ranks = init_distributed(device)
     if ranks.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if config.teacher:
+        outputs.reads("--teacher", resolve_model(config.teacher))
     prepare = prepare_faces if config.task == "faces" else prepare_landmarks
     spec, model, task, train_set, val_set = prepare(job, config, model_path, ranks)
     run_dir = resume if resume is not None else new_run_dir(job, config, ranks, outputs)
@@ -229,8 +233,10 @@ def accuracy_text(value: float) -> str:
 
 def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None = None,
                min_face_prob: float | None = None, metrics_json: Path | None = None,
-               predictions_out: Path | None = None, failure_report_dir: Path | None = None) -> dict:
-    """``--phase test`` on a list of crops: loss, NME, FR, AUC (and the face branch's accuracies)."""
+               predictions_out: Path | None = None, failure_report_dir: Path | None = None,
+               ced_plot: Path | None = None) -> dict:
+    """``--phase test`` on a list of crops: loss, NME, FR, AUC, NME per region of the face (and the
+    face branch's accuracies), with the pictures and files asked for."""
     loaded = load_model(resolve_model(model))
     spec = loaded.spec
     if min_face_prob is not None:  # the accuracy at another operating point
@@ -240,7 +246,8 @@ def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None
     outputs.reads("--test-list", test_list)
     for flag, path in (("--metrics-json", metrics_json), ("--predictions-out", predictions_out),
                        ("--failure-report", failure_report_dir and failure_report_dir / "failures.png"),
-                       ("--failure-report", failure_report_dir and failure_report_dir / "point_errors.png")):
+                       ("--failure-report", failure_report_dir and failure_report_dir / "point_errors.png"),
+                       ("--ced-plot", ced_plot)):
         if path is not None:
             outputs.check(flag, path)
     data = check_list_for(spec, read_list(test_list, strict=job.strict, num_points=spec.num_points or None))
@@ -253,7 +260,17 @@ def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None
                                          test_flip=test_flip)
     metrics["skipped"] = data.report.skipped + dataset.report.skipped
     print(f"{test_list}: {metrics['faces']} faces  loss {metrics['loss']:.4g}  NME_box {metrics['nme_box']:.2f}%  "
-          f"NME_io {metrics['nme_io']:.2f}%  FR@0.1 {metrics['fr_io@0.1']:.1f}%  AUC@0.1 {metrics['auc_io@0.1']:.3f}")
+          f"NME_io {metrics['nme_io']:.2f}%  FR@0.1 {metrics['fr_io@0.1']:.1f}%  AUC@0.1 {metrics['auc_io@0.1']:.3f}  "
+          f"FR@0.08 {metrics['fr_io@0.08']:.1f}%  AUC@0.08 {metrics['auc_io@0.08']:.3f}")
+    faces = [(dataset.entries[i], points + dataset.entries[i].box[:2])
+             for i, points in zip(predictions["indices"], predictions["points"]) if dataset.entries[i].is_face]
+    predicted = np.array([points for _, points in faces])
+    truth = np.array([entry.points + entry.box[:2] for entry, _ in faces])
+    regions = regions_of(spec.scheme)
+    if faces and regions:
+        by_region = landmark_metrics(predicted, truth, spec.scheme.interocular, (), regions)
+        metrics.update({k: v for k, v in by_region.items() if k.startswith("nme_io_")})
+        print("NME_io by region: " + "  ".join(f"{name} {metrics[f'nme_io_{name}']:.2f}%" for name in regions))
     if "acc" in metrics:
         kinds = "".join(f"  {k[len('acc_nonface_'):]} {v:.4f}" for k, v in metrics.items()
                         if k.startswith("acc_nonface_"))
@@ -268,11 +285,14 @@ def test_crops(job: Job, model: str, outputs: Outputs, *, test_flip: bool | None
             print(f"attribute {name}: accuracy {metrics[f'aux_{name}_acc']:.4f}")
     if metrics_json:
         outputs.write_text("--metrics-json", metrics_json, json.dumps(metrics, indent=2) + "\n")
-    if failure_report_dir:
-        faces = [(dataset.entries[i], points + dataset.entries[i].box[:2])
-                 for i, points in zip(predictions["indices"], predictions["points"]) if dataset.entries[i].is_face]
-        report = failure_report([entry for entry, _ in faces], np.array([points for _, points in faces]), spec.scheme,
-                                failure_report_dir, outputs, f"{Path(model).name} on {test_list}")
+    if ced_plot and faces:
+        nmes = nme(predicted, truth, interocular_normaliser(truth, spec.scheme.interocular))
+        outputs.write_bytes("--ced-plot", ced_plot, ced_chart(nmes, 0.10, f"{Path(model).name} on {test_list}: "
+                                                               f"{len(faces)} faces"))
+        print(f"cumulative error curve: {ced_plot}")
+    if failure_report_dir and faces:
+        report = failure_report([entry for entry, _ in faces], predicted, spec.scheme, failure_report_dir, outputs,
+                                f"{Path(model).name} on {test_list}")
         print(f"failure report: {failure_report_dir}/failures.png, point_errors.png; worst points: " + ", ".join(
             f"{i + 1} {spec.scheme.points[i]} {report['per_point'][i]:.2f}%" for i in report["worst"]))
     if predictions_out:

@@ -1,5 +1,5 @@
-"""Where a landmark model fails on a list: its worst faces in one picture, and its mean error
-per point as a bar chart (``--phase test --failure-report DIR``)."""
+"""Pictures of a crop test: where a landmark model fails (its worst faces, its mean error per
+point: ``--phase test --failure-report DIR``) and its cumulative error curve (``--ced-plot``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..data.labels import ListEntry
 from ..data.scheme import Scheme
 from ..draw import GREEN, RED, draw_points
 from ..files import Outputs
-from ..metrics import box_normaliser, nme
+from ..metrics import box_normaliser, cumulative_error_curve, nme
 
 TILE = 192
 
@@ -73,3 +73,25 @@ def failure_report(entries: list[ListEntry], predicted: np.ndarray, scheme: Sche
                               f"{100 * errors.mean():.2f} %")
     outputs.write_bytes("--failure-report", folder / "point_errors.png", chart)
     return {"per_point": per_point, "worst": [int(i) for i in np.argsort(-per_point)[:3]]}
+
+
+def ced_chart(nmes: np.ndarray, threshold: float, title: str) -> bytes:
+    """PNG of the cumulative error curve: the share of faces whose NME_io [N] (a fraction) is at
+    most x, for x from 0 to ``threshold``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs, ys = cumulative_error_curve(nmes, threshold, steps=400)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=100)
+    ax.plot(100 * xs, ys, color="#4c72b0")
+    ax.set_xlabel("NME_io (%)")
+    ax.set_ylabel("share of faces")
+    ax.set_xlim(0, 100 * threshold)
+    ax.set_ylim(0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    return png.getvalue()
