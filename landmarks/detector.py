@@ -16,6 +16,7 @@ from .cli import run_cli
 from .config import (Config, add_config_flags, add_settings_flags, config_from_dict, config_overrides,
                      load_config_file, settings_from_flags)
 from .errors import UsageError
+from .data.writers import LABEL_FORMATS
 from .files import Outputs, default_cache_dir
 from .inference.evaluate import test_pictures
 from .inference.export import FORMATS, export_model
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each face's aligned crop (eye centres, nose tip, mouth corners at fixed places) "
                         "here (default: none)")
     q.add_argument("--align-size", type=int, default=112, help="side of the aligned crops in pixels (default: 112)")
+    q.add_argument("--labels-out", type=Path, metavar="PATH",
+                   help="predict on pictures: also write the faces found as annotations to import into CVAT, "
+                        "Label Studio or labelme; a stopped run started again skips the pictures done (default: none)")
+    q.add_argument("--labels-format", choices=LABEL_FORMATS, default="coco",
+                   help="--labels-out as a COCO keypoints file, a folder of labelme JSON files or a label.txt "
+                        "(default: coco)")
     q.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default: onnx)")
     add_settings_flags(p.add_argument_group("video and camera"), TrackSettings)
     return p
@@ -171,7 +178,8 @@ def phase_predict(args) -> int:
     written = dict(out=args.out, json_stdout=args.json, json_out=args.json_out, align_out=args.align_out,
                    align_size=args.align_size)
     if args.image is not None:
-        return predict_pictures(marker, args.image, outputs, box=args.box, **written)
+        return predict_pictures(marker, args.image, outputs, box=args.box, labels_out=args.labels_out,
+                                labels_format=args.labels_format, progress=not args.quiet, **written)
     return predict_video(marker, outputs, video=args.video, camera=args.camera,
                          settings=settings_from_flags(TrackSettings, args), **written)
 

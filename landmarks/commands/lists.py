@@ -11,10 +11,12 @@ from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter, run_cli
 from ..data.formats import FORMATS
-from ..data.labels import read_list
-from ..data.lists import DEFAULT_NEGATIVE_KINDS, NEGATIVE_KINDS, build_lists
-from ..data.scheme import builtin_schemes
+from ..data.labels import Report, read_list
+from ..data.lists import DEFAULT_NEGATIVE_KINDS, NEGATIVE_KINDS, build_lists, read_sources
+from ..data.scheme import builtin_schemes, load_scheme
 from ..data.verify import verification_picture
+from ..data.writers import LABEL_FORMATS, common_folder, pictures_of, write_annotations
+from ..errors import DataError, UsageError
 from ..files import Outputs
 from ..geometry import EXPAND_RATIO
 from ..inference.faces import make_finder
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "folders are read into one set of lists (default: data)")
     parser.add_argument("--format", choices=FORMATS, default="course", help="annotation format")
     parser.add_argument("--labels", type=Path, default=None,
-                        help="wflw, mtfl: the annotation file (image paths in it are relative to --data-dir)")
+                        help="wflw, mtfl, coco: the annotation file (image paths in it are relative to --data-dir)")
     parser.add_argument("--box-file", type=Path, default=None,
                         help="pts: face boxes as 'name x1 y1 x2 y2' lines (default: the tight box of the points)")
     parser.add_argument("--folders", nargs="+", default=None,
@@ -82,8 +84,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add a yaw attribute (left, frontal, right) derived from the points, for --aux yaw")
     parser.add_argument("--verify", type=int, default=16, metavar="N",
                         help="draw N crops of train.txt with their points to <out-dir>/verify.png (0: none)")
+    parser.add_argument("--convert", choices=LABEL_FORMATS, default=None,
+                        help="instead of lists, write the faces read in this format to --convert-out: a COCO "
+                             "keypoints file, a folder of labelme JSON files, or a label.txt (default: none)")
+    parser.add_argument("--convert-out", type=Path, default=None, metavar="PATH",
+                        help="with --convert: the file (coco, course) or folder (labelme) to write")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def convert(args, outputs: Outputs) -> int:
+    """``--convert``: the faces of any readable format, written in another."""
+    if args.convert_out is None:
+        raise UsageError("--convert needs --convert-out PATH (a file; for labelme a folder)")
+    report = Report(strict=args.strict)
+    target = load_scheme(args.scheme) if args.scheme else None
+    source = read_sources(args.format, args.data_dir, report, folders=args.folders, labels=args.labels,
+                          box_file=args.box_file, scheme=target)
+    outputs.reads("--data-dir", *source.files, *{a.image for a in source.annotations})
+    pictures = pictures_of(source)
+    if not pictures:
+        raise DataError(f"{', '.join(map(str, args.data_dir))}: no usable faces ({report.summary()})")
+    root = common_folder([p.image for p in pictures])
+    written = write_annotations(args.convert, args.convert_out, pictures, source.scheme, root, outputs,
+                                "--convert-out")
+    where = f"; picture paths relative to {root} (--data-dir to read it)" if args.convert == "coco" else ""
+    print(f"{report.summary()}; {len(pictures)} pictures -> {args.convert_out} ({args.convert}, "
+          f"{len(written)} file(s), scheme {source.scheme.name}){where}")
+    return 0
 
 
 def framing(model: str, detector: str | None):
@@ -101,6 +129,8 @@ def main(argv=None) -> int:
         outputs.reads("--box-file", args.box_file)
         if args.scheme is not None and Path(args.scheme).is_file():
             outputs.reads("--scheme", args.scheme)
+        if args.convert is not None:
+            return convert(args, outputs)
         finder = (make_finder(args.detector_negatives, args.detector_threshold)
                   if args.detector_negatives is not None else None)
         frame = framing(args.framed_positives, args.detector_negatives) if args.framed_positives else None

@@ -5,12 +5,17 @@
   is the tight box of the points unless a box file gives one.
 - ``wflw``: WFLW annotation lines: 196 coordinates, the box, 6 attributes, the image name.
 - ``mtfl``: MTFL lines: the image, 5 x then 5 y, gender, smile, glasses, pose.
+- ``coco``: a COCO keypoints file (``images``, ``annotations`` with ``keypoints`` [x, y, v] * K
+  and ``bbox``, ``categories[].keypoints`` naming the points), as CVAT and Label Studio export.
+- ``labelme``: one labelme JSON per picture: ``point`` shapes labelled with the scheme's point
+  names (or 1-based numbers), a ``rectangle`` for the face box, ``group_id`` telling faces apart.
 
 Every reader reports a bad line or file with its file:line and skips it (or stops, strict).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +25,9 @@ import numpy as np
 from ..errors import DataError, UsageError
 from .images import IMAGE_SUFFIXES, image_size
 from .labels import Annotation, Report, check_box, parse_numbers
-from .scheme import Scheme, default_point_count, load_scheme, scheme_for_count
+from .scheme import Scheme, builtin_schemes, default_point_count, load_scheme, scheme_for_count
 
-FORMATS = ("course", "pts", "wflw", "mtfl")
+FORMATS = ("course", "pts", "wflw", "mtfl", "coco", "labelme")
 # A point further outside the image than this share of its size is a typo, not a face.
 FAR_OUTSIDE = 0.25
 
@@ -358,4 +363,145 @@ def read_source(fmt: str, data_dir: Path, report: Report, *, folders=None, label
         return read_wflw(data_dir, labels, report)
     if fmt == "mtfl":
         return read_mtfl(data_dir, labels, report)
+    if fmt == "coco":
+        return read_coco(data_dir, labels, report, scheme)
+    if fmt == "labelme":
+        return read_labelme(data_dir, report, scheme)
     raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+# ---------------------------------------------------------------- annotation tools: COCO keypoints, labelme
+
+def scheme_for_names(names: list[str], chosen: Scheme | None, where: str) -> tuple[Scheme, list[int]]:
+    """The scheme of points named ``names`` and, for each of its points, the index of that point in
+    ``names``: ``chosen`` (same count, taken in the file's order, unless the names are its own), a
+    built-in scheme whose point names they are (in any order), or the built-in of that count."""
+    names = [str(n) for n in names]
+    candidates = [chosen] if chosen is not None else [load_scheme(n) for n in builtin_schemes()]
+    for scheme in candidates:
+        if sorted(scheme.points) == sorted(names) and len(set(names)) == len(names):
+            return scheme, [names.index(point) for point in scheme.points]
+    numbered = [str(i) for i in range(1, len(names) + 1)]
+    scheme = chosen if chosen is not None else scheme_for_count(len(names))
+    if scheme.num_points != len(names):
+        raise DataError(f"{where}: {len(names)} points, but scheme {scheme.name} has {scheme.num_points}")
+    order = [names.index(n) for n in numbered] if sorted(names) == sorted(numbered) else list(range(len(names)))
+    return scheme, order
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: annotation file not found") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+
+
+def face_annotation(image: Path, points: np.ndarray, box, scheme: Scheme, source: str) -> Annotation:
+    """A face from a tool's points (and box, or None: the scheme's box of the points)."""
+    if not np.isfinite(points).all():
+        raise ValueError("a point is not a finite number")
+    box = scheme.face_boxes(points) if box is None else np.asarray(box, dtype=np.float64)
+    check_box(box, [f"{v:g}" for v in box])
+    return Annotation(image, box, points, source)
+
+
+def read_coco(data_dir: Path, labels: Path | None, report: Report, scheme: Scheme | None = None) -> Source:
+    """A COCO keypoints file; ``file_name`` is relative to ``data_dir``. A point with visibility
+    0 is unlabelled: such a face is reported and skipped."""
+    if labels is None:
+        raise UsageError("--format coco needs --labels FILE (the COCO keypoints JSON)")
+    document = read_json(labels)
+    missing = [key for key in ("images", "annotations", "categories") if not isinstance(document.get(key), list)]
+    if missing:
+        raise DataError(f"{labels}: not a COCO keypoints file (no list of {', '.join(missing)})")
+    images = {item.get("id"): item for item in document["images"]}
+    schemes: dict = {}
+    for category in document["categories"]:
+        if category.get("keypoints"):
+            schemes[category.get("id")] = scheme_for_names(category["keypoints"], scheme,
+                                                           f"{labels}: category {category.get('name', '')}")
+    if not schemes:
+        raise DataError(f"{labels}: no category names its keypoints (categories[].keypoints)")
+    found = {s.name: s for s, _ in schemes.values()}
+    if len(found) > 1:
+        raise DataError(f"{labels}: categories of several schemes ({', '.join(sorted(found))}); one file, one scheme")
+    annotations: list[Annotation] = []
+    sizes = ImageSizes()
+    for number, item in enumerate(document["annotations"]):
+        source = f"{labels}:annotations[{number}]"
+        try:
+            if item.get("category_id") not in schemes:
+                raise ValueError(f"category_id {item.get('category_id')!r} names no keypoint category")
+            face_scheme, order = schemes[item["category_id"]]
+            if item.get("image_id") not in images:
+                raise ValueError(f"image_id {item.get('image_id')!r} is not in images")
+            values = np.asarray(item.get("keypoints", []), dtype=np.float64)
+            if values.size != 3 * face_scheme.num_points:
+                raise ValueError(f"{values.size} keypoint numbers, expected 3 x {face_scheme.num_points}")
+            values = values.reshape(-1, 3)[order]
+            unlabelled = int((values[:, 2] == 0).sum())
+            if unlabelled:
+                raise ValueError(f"{unlabelled} of {face_scheme.num_points} points unlabelled (visibility 0)")
+            bbox = item.get("bbox")
+            box = None if not bbox or bbox[2] <= 0 or bbox[3] <= 0 else \
+                [bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]]
+            image = Path(data_dir) / str(images[item["image_id"]].get("file_name", ""))
+            annotation = face_annotation(image, values[:, :2], box, face_scheme, source)
+        except (ValueError, TypeError) as error:
+            report.problem(source, str(error))
+            continue
+        accept(annotation, sizes, report, annotations)
+    only = next(iter(found.values()))
+    return Source(annotations, only, {}, boxes_given=True, files=[Path(labels)])
+
+
+def read_labelme(data_dir: Path, report: Report, scheme: Scheme | None = None) -> Source:
+    """Every labelme JSON under ``data_dir``; its ``imagePath`` is relative to the JSON file."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found")
+    files = sorted(data_dir.rglob("*.json"))
+    annotations: list[Annotation] = []
+    sizes = ImageSizes()
+    found: Scheme | None = None
+    read: list[Path] = []
+    for path in files:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            report.problem(f"{path}:{error.lineno}", f"not valid JSON ({error.msg})")
+            continue
+        if not isinstance(document, dict) or "shapes" not in document or "imagePath" not in document:
+            continue  # another kind of JSON: not a labelme file
+        read.append(path)
+        faces: dict = {}
+        for shape in document["shapes"]:
+            face = faces.setdefault(shape.get("group_id"), {"points": {}, "box": None})
+            kind = shape.get("shape_type", "polygon")
+            if kind == "point" and shape.get("points"):
+                face["points"][str(shape.get("label", ""))] = shape["points"][0]
+            elif kind == "rectangle" and len(shape.get("points", [])) == 2:
+                (x1, y1), (x2, y2) = shape["points"]
+                face["box"] = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+        for group, face in faces.items():
+            source = f"{path}:group {group}" if group is not None else str(path)
+            if not face["points"]:
+                continue
+            try:
+                names = list(face["points"])
+                face_scheme, order = scheme_for_names(names, scheme or found, source)
+                if found is not None and face_scheme.name != found.name:
+                    raise ValueError(f"points of scheme {face_scheme.name}, the others are {found.name}")
+                found = face_scheme
+                points = np.array([face["points"][names[i]] for i in order], dtype=np.float64)
+                annotation = face_annotation(path.parent / str(document["imagePath"]), points, face["box"],
+                                             face_scheme, source)
+            except (ValueError, TypeError, DataError) as error:
+                report.problem(source, str(error).split(f"{source}: ", 1)[-1])
+                continue
+            accept(annotation, sizes, report, annotations)
+    if found is None:
+        raise DataError(f"{data_dir}: no labelme file with point shapes found")
+    return Source(annotations, found, {}, boxes_given=True, files=read)

@@ -11,8 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from ..data.images import IMAGE_SUFFIXES
+from ..data.writers import PictureFaces, write_annotations
 from ..draw import GREEN, RED, draw_box, draw_points, marker_radius
 from ..errors import DataError, UsageError
 from ..files import Outputs, PartFile
@@ -179,11 +181,60 @@ class JsonLines:
                 self.part.discard()
 
 
+class LabelsOut:
+    """``--labels-out``: the faces found, as annotations a tool imports (``writers``). Each
+    picture's faces go to a hidden progress file beside the labels as soon as they are found;
+    the labels are written whole at the end. A run stopped half way and started again skips the
+    pictures its progress file holds."""
+
+    def __init__(self, path: Path, fmt: str, scheme, root: Path, outputs: Outputs):
+        self.path, self.fmt, self.scheme, self.root, self.outputs = Path(path), fmt, scheme, root, outputs
+        outputs.check("--labels-out", self.path)
+        self.progress = self.path.with_name(f".{self.path.name}.progress.jsonl")
+        self.done: dict[str, dict] = {}
+        if self.progress.is_file():
+            for line in self.progress.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    self.done[record["image"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by the stop: that picture is done again
+        self.progress.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.progress, "a", encoding="utf-8")
+
+    def has(self, image: Path) -> bool:
+        return str(Path(image).resolve()) in self.done
+
+    def add(self, image: Path, width: int, height: int, faces: list[Face]) -> None:
+        record = {"image": str(Path(image).resolve()), "width": width, "height": height,
+                  "faces": [[face.box.tolist(), face.points.tolist()] for face in faces if face.is_face]}
+        self.done[record["image"]] = record
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self, complete: bool) -> None:
+        """Write the labels (``complete``); else keep the progress for the next run."""
+        self.file.close()
+        if not complete:
+            return
+        pictures = [PictureFaces(Path(r["image"]), r["width"], r["height"],
+                                 [(np.array(box), np.array(points)) for box, points in r["faces"]])
+                    for r in self.done.values()]
+        written = write_annotations(self.fmt, self.path, pictures, self.scheme, self.root, self.outputs,
+                                    "--labels-out")
+        self.progress.unlink(missing_ok=True)
+        where = f"; picture paths relative to {self.root} (--data-dir to read it)" if self.fmt == "coco" else ""
+        print(f"labels: {self.path} ({self.fmt}, {sum(len(p.faces) for p in pictures)} faces in {len(pictures)} "
+              f"pictures, {len(written)} file(s){where})", file=sys.stderr)
+
+
 def predict_pictures(marker, image: Path, outputs: Outputs, *, out: Path | None = None, box: str | None = None,
                      json_stdout: bool = False, json_out: Path | None = None, align_out: Path | None = None,
-                     align_size: int = 112) -> int:
+                     align_size: int = 112, labels_out: Path | None = None, labels_format: str = "coco",
+                     progress: bool = True) -> int:
     """--phase predict on a picture or a folder: draw, print, and write what was asked for.
-    ``out``: the drawing (a folder, or a picture file for one picture; default predictions/)."""
+    ``out``: the drawing (a folder, or a picture file for one picture; default predictions/);
+    ``labels_out``: the faces as annotations (see LabelsOut). A folder shows a progress bar."""
     face_box = parse_box(box) if box is not None else None
     images = image_inputs(image)
     outputs.reads("--image", *images)
@@ -194,9 +245,14 @@ def predict_pictures(marker, image: Path, outputs: Outputs, *, out: Path | None 
     if json_out is not None:
         outputs.check("--json-out", json_out)
     records = JsonLines(json_stdout, json_out)
+    labels = (LabelsOut(labels_out, labels_format, marker.scheme, image if image.is_dir() else image.parent,
+                        outputs) if labels_out is not None else None)
+    if labels is not None and labels.done:
+        print(f"note: {len(labels.done)} picture(s) already in {labels.progress}: skipping them", file=sys.stderr)
+    todo = [path for path in images if labels is None or not labels.has(path)]
     complete = False
     try:
-        for image_path in images:
+        for image_path in tqdm(todo, desc="pictures", unit="pic", disable=not progress or len(todo) < 2):
             out_path = free_name(out_base, f"{image_path.stem}_landmarks", ".png", outputs) if folder_out else out_base
             try:
                 rgb = as_image(image_path)
@@ -211,13 +267,17 @@ def predict_pictures(marker, image: Path, outputs: Outputs, *, out: Path | None 
             if align_out:
                 write_aligned(marker, rgb, faces, align_out, image_path.stem, align_size, outputs)
             records.write(faces_record(image_path, out_path, faces))
+            if labels is not None:
+                labels.add(image_path, rgb.shape[1], rgb.shape[0], faces)
             if not json_stdout:
-                print(faces_as_text(image_path, out_path, faces))
+                tqdm.write(faces_as_text(image_path, out_path, faces))
             if not faces:
                 print(f"note: no face found in {image_path}; pass --box x1,y1,x2,y2 to give one", file=sys.stderr)
         complete = True
     finally:
         records.close(complete)
+        if labels is not None:
+            labels.close(complete)
     return 0
 
 
