@@ -34,7 +34,7 @@ from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.inference.predict import draw_faces
 from landmarks.inference.track import Tracker, TrackSettings
 from landmarks.inference.video import VideoWriter, open_video
-from landmarks.metrics import match_faces
+from landmarks.metrics import box_normaliser, match_faces, nme
 
 
 def track(marker, frames, fps, settings):
@@ -82,6 +82,18 @@ def main(argv=None) -> int:
     truth = [parse_label_line(line)[2] for line in label.open() if line.split()[:1] == [args.picture.name]] \
         if label.is_file() else []
     if truth:
+        # The tracked face's own annotation (found at the first frame), moved with the pan.
+        start = np.array(truth) + [shifts[0], 0.0]
+        first, _ = match_faces([raw[0]], start, FOUND_NME)
+        if np.isnan(first).all():
+            print("NME_box on the pan: the face tracked is not an annotated one")
+        else:
+            moved = np.array(truth)[int(np.nanargmin(first))][None] + np.stack([shifts, 0 * shifts], 1)[:, None]
+            norm = box_normaliser(moved)
+            pan_nme = {name: float(nme(points[steady], moved[steady], norm[steady]).mean() * 100)
+                       for name, points in (("raw", raw), ("smoothed", smooth))}
+            print(f"NME_box on the pan: raw {pan_nme['raw']:.2f} %, smoothed {pan_nme['smoothed']:.2f} % "
+                  f"({pan_nme['smoothed'] - pan_nme['raw']:+.2f} points)")
         tilt, matrices = tilt_frames(image, args.frames)
         figures = {}
         for name, above in (("turned", LandmarkerSettings.turn_above), ("unturned", 0)):

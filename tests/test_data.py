@@ -302,3 +302,17 @@ def test_a_warped_crop_matches_the_resized_crop_upright_and_undoes_a_turn():
     assert np.abs(undone - resized)[8:-8, 8:-8].mean() < 3.0
     assert np.abs(warp_crop(turned, matrix, 56, 56).astype(float) - resized)[8:-8, 8:-8].mean() > 8.0
     assert warp_crop(image, turned_crop_matrix([900, 900, 950, 950], 30.0, 32), 32, 32).max() == 0  # outside
+
+
+def test_the_check_before_training_finds_a_left_right_swap_and_a_point_out_of_place(sample_lists):
+    from landmarks.data.scheme import load_scheme
+    from landmarks.data.verify import suspicious_points
+    scheme = load_scheme("course21")
+    faces = np.array([e.points for e in read_list(sample_lists / "train.txt").entries if e.is_face])
+    assert suspicious_points(faces, scheme.flip_permutation) == []  # the sample as annotated
+    spoilt = faces.copy()
+    spoilt[3] = faces[3][list(scheme.flip_permutation)]  # left and right exchanged
+    size = np.ptp(faces[7], axis=0).max()
+    spoilt[7, 13] += [0.0, 0.4 * size]  # the top of the upper lip dragged onto the chin
+    found = suspicious_points(spoilt, scheme.flip_permutation)
+    assert found[0] == (3, None, "swap") and [(face, point) for face, point, _ in found[1:]] == [(7, 13)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter, run_cli
@@ -14,7 +16,7 @@ from ..data.formats import FORMATS
 from ..data.labels import Report, read_list
 from ..data.lists import DEFAULT_NEGATIVE_KINDS, NEGATIVE_KINDS, build_lists, read_sources
 from ..data.scheme import builtin_schemes, load_scheme
-from ..data.verify import verification_picture
+from ..data.verify import suspicious_points, verification_picture
 from ..data.writers import LABEL_FORMATS, common_folder, pictures_of, write_annotations
 from ..errors import DataError, UsageError
 from ..files import Outputs
@@ -114,6 +116,25 @@ def convert(args, outputs: Outputs) -> int:
     return 0
 
 
+def report_suspicious(entries, scheme, shown: int = 20) -> None:
+    """Print the faces whose points look wrong, so a mistake is mended before a training run."""
+    faces = [e for e in entries if e.is_face]
+    found = suspicious_points(np.array([e.points for e in faces]), scheme.flip_permutation) if faces else []
+    if not found:
+        print(f"points checked on {len(faces)} training faces: none look wrong")
+        return
+    print(f"points that look wrong ({len(found)}; check them before training):")
+    for face, point, what in found[:shown]:
+        where = f"{faces[face].source} ({faces[face].listed_as or faces[face].image})"
+        if point is None:
+            print(f"  {where}: left and right points look swapped")
+        else:
+            print(f"  {where}: point {point + 1} ({scheme.points[point]}) is {what} further from where the "
+                  "face's other points put it than usual")
+    if len(found) > shown:
+        print(f"  ... and {len(found) - shown} more")
+
+
 def framing(model: str, detector: str | None):
     """Where ``model``'s whole-picture pipeline looks at each annotated face (see framed_faces)."""
     marker = Landmarker(model, detector=detector if detector is not None else "default")
@@ -159,6 +180,7 @@ def main(argv=None) -> int:
             picture = verification_picture(entries, args.verify, args.out_dir / "verify.png", args.seed,
                                            lines=scheme.lines, outputs=outputs)
             print(f"verification picture: {picture}")
+            report_suspicious(entries, scheme)
         return 0
 
     return run_cli(job, debug=args.debug)

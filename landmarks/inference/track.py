@@ -26,8 +26,11 @@ class TrackSettings:
     detect_every: int = setting(10, "run the face finder every this many frames for new faces; it also runs when a "
                                 "face is lost")
     smooth: bool = setting(True, "smooth each face's points over time with the One Euro filter")
-    min_cutoff: float = setting(OneEuroSettings.min_cutoff, "One Euro filter cut-off at rest, Hz: lower is steadier")
-    beta: float = setting(OneEuroSettings.beta, "One Euro filter speed coefficient: higher lags less on fast moves")
+    # Chosen with scripts/bench_video.py on still and panned clips (docs/video.md): a low cut-off at
+    # rest holds a still face, a steep rise with speed keeps a moving one under a frame behind.
+    min_cutoff: float = setting(0.3, "One Euro filter cut-off at rest, Hz: lower is steadier")
+    beta: float = setting(30.0, "One Euro filter speed coefficient (per face size a second): higher lags less "
+                                "on fast moves")
 
     @property
     def smoothing(self) -> OneEuroSettings | None:
