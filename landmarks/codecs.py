@@ -19,6 +19,17 @@ from .registry import Registry
 CODECS: Registry[type["Codec"]] = Registry("codec")
 
 
+def labelled(target: torch.Tensor) -> torch.Tensor:
+    """[B, K, 2] targets -> [B, K] True where the point is labelled (NaN: left unlabelled)."""
+    return torch.isfinite(target).all(-1)
+
+
+def masked_mean(per_point: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, K] values, [B, K] mask -> [B] the mean over each sample's labelled points (0 if none)."""
+    mask = mask.to(per_point.dtype)
+    return (per_point * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 def register(cls):
     return CODECS.register(cls.name)(cls)
 
@@ -101,11 +112,12 @@ class HeatmapOffset(Codec):
     def loss(self, raw, target, size, point_loss, reduction="mean"):
         heat, offset = raw["heat"].float(), raw["offset"].float()
         b, k, h, w = heat.shape
-        index, inside = self.encode(target / size, h, w)
+        mask = labelled(target)
+        index, inside = self.encode(torch.where(mask[..., None], target, size / 2) / size, h, w)
         cls = F.cross_entropy(heat.reshape(b * k, h * w), index.reshape(-1), reduction="none").reshape(b, k)
         at_cell = offset.reshape(b, k, 2, h * w).gather(3, index[:, :, None, None].expand(b, k, 2, 1))[..., 0]
         reg = (at_cell - inside).abs().sum(-1)  # [B, K]
-        per_sample = (cls + self.offset_weight * reg).mean(1)
+        per_sample = masked_mean(cls + self.offset_weight * reg, mask)
         return per_sample if reduction == "none" else per_sample.mean()
 
 
@@ -143,10 +155,12 @@ class SimCC(Codec):
 
     def loss(self, raw, target, size, point_loss, reduction="mean"):
         x, y = raw["x"].float(), raw["y"].float()
-        label_x, label_y = self.encode(target / size, x.shape[-1])
+        mask = labelled(target)  # an unlabelled point (NaN) adds nothing
+        label_x, label_y = self.encode(torch.where(mask[..., None], target, size / 2) / size, x.shape[-1])
         # Cross entropy to the soft label: the KL divergence up to the label's own entropy
         # (F.kl_div makes NaN where a label's far bins underflow to 0).
-        per_sample = (-(label_x * F.log_softmax(x, -1)).sum(-1) - (label_y * F.log_softmax(y, -1)).sum(-1)).mean(1)
+        per_point = -(label_x * F.log_softmax(x, -1)).sum(-1) - (label_y * F.log_softmax(y, -1)).sum(-1)
+        per_sample = masked_mean(per_point, mask)
         return per_sample if reduction == "none" else per_sample.mean()
 
 

@@ -26,10 +26,14 @@ def draw_points(canvas: np.ndarray, points, radius: int = 2, numbers: bool = Fal
     a colour of its own, or all in ``colour``."""
     points = np.asarray(points, dtype=np.float64)
     thickness = max(1, radius // 2)
+    placed = ~np.isnan(points).any(-1)  # a point left unlabelled is not drawn
     for line in lines:
-        path = np.array([pixel(*points[i]) for i in line], np.int32)
-        cv2.polylines(canvas, [path], False, (255, 255, 255), thickness, cv2.LINE_AA)
+        path = np.array([pixel(*points[i]) for i in line if placed[i]], np.int32)
+        if len(path) > 1:
+            cv2.polylines(canvas, [path], False, (255, 255, 255), thickness, cv2.LINE_AA)
     for index, (x, y) in enumerate(points):
+        if not placed[index]:
+            continue
         shade = colour or point_colour(index, len(points))
         cv2.circle(canvas, pixel(x, y), radius, shade, -1, cv2.LINE_AA)
         if numbers:

@@ -11,16 +11,21 @@ from torchvision.ops import box_iou
 
 
 def mean_point_error(pred, truth) -> np.ndarray:
-    """pred, truth: [N, K, 2] -> [N] mean Euclidean distance over the K points."""
+    """pred, truth: [N, K, 2] -> [N] mean Euclidean distance over the labelled points (a NaN
+    truth is a point left unlabelled)."""
     pred = np.asarray(pred, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
-    return np.linalg.norm(pred - truth, axis=-1).mean(axis=-1)
+    distance = np.linalg.norm(pred - truth, axis=-1)
+    labelled = ~np.isnan(distance)
+    count = labelled.sum(-1)
+    total = np.where(labelled, distance, 0.0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # NaN: no point labelled
 
 
 def box_normaliser(truth) -> np.ndarray:
     """truth: [N, K, 2] -> [N] sqrt(W * H) of the tight box around the true points."""
     truth = np.asarray(truth, dtype=np.float64)
-    extent = truth.max(axis=-2) - truth.min(axis=-2)
+    extent = np.nanmax(truth, axis=-2) - np.nanmin(truth, axis=-2)  # over the labelled points
     return np.sqrt(extent[..., 0] * extent[..., 1])
 
 
@@ -37,14 +42,18 @@ def nme(pred, truth, norm) -> np.ndarray:
 
 
 def failure_rate(nmes, threshold: float = 0.10) -> float:
-    """Share of faces whose NME is above ``threshold``; nmes: [N]."""
+    """Share of faces whose NME is above ``threshold``; nmes: [N] (NaN: a face that cannot be
+    scored, its normalising points unlabelled, is left out)."""
     nmes = np.asarray(nmes, dtype=np.float64)
+    nmes = nmes[~np.isnan(nmes)]
     return float((nmes > threshold).mean()) if nmes.size else float("nan")
 
 
 def auc(nmes, threshold: float = 0.10, steps: int = 10_000) -> float:
-    """Area under the cumulative error curve from 0 to ``threshold``, divided by it."""
-    nmes = np.sort(np.asarray(nmes, dtype=np.float64))
+    """Area under the cumulative error curve from 0 to ``threshold``, divided by it (NaN faces
+    left out)."""
+    nmes = np.asarray(nmes, dtype=np.float64)
+    nmes = np.sort(nmes[~np.isnan(nmes)])
     if not nmes.size:
         return float("nan")
     xs = np.linspace(0.0, threshold, steps + 1)
@@ -74,18 +83,19 @@ def landmark_metrics(pred, truth, interocular: tuple[int, int], thresholds=(0.08
     norm_io = interocular_normaliser(truth, interocular)
     nme_box = nme(pred, truth, box_normaliser(truth))
     nme_io = nme(pred, truth, norm_io)
+    # A face whose normalising points are unlabelled (NaN) is left out of that figure.
     metrics = {
         "faces": int(faces),
-        "nme_box": float(nme_box.mean() * 100) if faces else float("nan"),
-        "nme_io": float(nme_io.mean() * 100) if faces else float("nan"),
+        "nme_box": float(np.nanmean(nme_box) * 100) if np.isfinite(nme_box).any() else float("nan"),
+        "nme_io": float(np.nanmean(nme_io) * 100) if np.isfinite(nme_io).any() else float("nan"),
     }
     for threshold in thresholds:
         metrics[f"fr_io@{threshold:g}"] = failure_rate(nme_io, threshold) * 100
         metrics[f"auc_io@{threshold:g}"] = auc(nme_io, threshold)
     for name, points in (regions or {}).items():
         part = list(points)
-        metrics[f"nme_io_{name}"] = (float(nme(pred[:, part], truth[:, part], norm_io).mean() * 100) if faces
-                                     else float("nan"))
+        region = nme(pred[:, part], truth[:, part], norm_io)
+        metrics[f"nme_io_{name}"] = float(np.nanmean(region) * 100) if np.isfinite(region).any() else float("nan")
     return metrics
 
 

@@ -44,7 +44,7 @@ def test_a_coco_file_reads_back_the_points_it_was_written_with(course_pictures, 
                                                                tuple(np.round(annotation.box, 2)))], atol=0.006)
 
 
-def test_coco_points_are_mapped_by_name_and_unlabelled_points_are_reported(course_pictures, sample_dir, tmp_path):
+def test_coco_points_are_mapped_by_name_and_unlabelled_points_stay_unlabelled(course_pictures, sample_dir, tmp_path):
     document = coco_document(course_pictures[:2], COURSE, sample_dir)
     order = list(range(21))[::-1]  # the tool listed the points backwards
     document["categories"][0]["keypoints"] = [COURSE.points[i] for i in order]
@@ -56,11 +56,18 @@ def test_coco_points_are_mapped_by_name_and_unlabelled_points_are_reported(cours
     path.write_text(json.dumps(document))
     report = Report()
     source = read_source("coco", sample_dir, report, labels=path)
-    assert len(source.annotations) == sum(len(p.faces) for p in course_pictures[:2]) - 1
-    assert report.problems == [f"{path}:annotations[0]: 1 of 21 points unlabelled (visibility 0)"]
-    first_kept = source.annotations[0]
+    assert len(source.annotations) == sum(len(p.faces) for p in course_pictures[:2]) and not report.problems
     expected = {tuple(np.round(b, 2)): pts for p in course_pictures[:2] for b, pts in p.faces}
-    np.testing.assert_allclose(first_kept.points, expected[tuple(np.round(first_kept.box, 2))], atol=0.006)
+    first, second = source.annotations[:2]
+    # The point the annotator left out (the file's first, the scheme's last) is NaN; the rest in place.
+    assert np.isnan(first.points[20]).all() and np.isfinite(first.points[:20]).all()
+    np.testing.assert_allclose(first.points[:20], expected[tuple(np.round(first.box, 2))][:20], atol=0.006)
+    np.testing.assert_allclose(second.points, expected[tuple(np.round(second.box, 2))], atol=0.006)
+    document["annotations"][1]["keypoints"][2::3] = [0] * 11 + [2] * 10  # 11 of 21 left out: too few
+    path.write_text(json.dumps(document))
+    report = Report()
+    assert len(read_source("coco", sample_dir, report, labels=path).annotations) == len(source.annotations) - 1
+    assert report.problems == [f"{path}:annotations[1]: 11 of 21 points unlabelled: too few left to place the face"]
 
 
 def test_a_labelme_folder_reads_back_each_face_of_each_picture(course_pictures, tmp_path):

@@ -1,6 +1,5 @@
 """Readers of other annotation formats: 300-W .pts, WFLW and MTFL lines, into the same lists."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,29 +170,3 @@ def test_the_list_command_takes_several_data_folders(tmp_path, capsys):
                  str(tmp_path / "o"), "--test-ratio", "0", "--verify", "0"]) == 0
     assert len(read_list(tmp_path / "o" / "train.txt").entries) == 5
     assert (tmp_path / "o" / "test.txt").read_text() == ""
-
-
-def test_a_68_point_scheme_learns_where_its_face_box_sits_in_the_finders_box():
-    from landmarks.data.lists import measure_finder_box
-    from landmarks.data.scheme import FINDER_SCHEME, load_scheme
-    from landmarks.geometry import iou
-    source = read_source("pts", LFPW, Report())
-    points = np.array([a.points for a in source.annotations[:200]])
-    ibug = load_scheme("ibug68")
-    shares = measure_finder_box(points, ibug)
-    assert shares != (0.0, 0.0, 1.0, 1.0)
-    course = load_scheme(FINDER_SCHEME)
-    finder_boxes = course.face_boxes(course.convert(points, ibug))  # as the shipped finder frames these faces
-    framed = replace(ibug, finder_box=shares).from_finder_boxes(finder_boxes)
-    tight = ibug.face_boxes(points)
-    overlaps = np.array([iou(a, b[None])[0] for a, b in zip(framed, tight)])
-    unframed = np.array([iou(a, b[None])[0] for a, b in zip(finder_boxes, tight)])
-    assert np.median(overlaps) > 0.8 and np.median(overlaps) > np.median(unframed) + 0.02
-    assert measure_finder_box(points[:, :21], load_scheme("course21")) == (0.0, 0.0, 1.0, 1.0)
-
-
-def test_finder_boxes_are_reframed_by_shares_of_their_size():
-    from landmarks.data.scheme import load_scheme
-    scheme = replace(load_scheme("ibug68"), finder_box=(0.1, 0.2, 0.9, 1.1))
-    np.testing.assert_allclose(scheme.from_finder_boxes([[10, 20, 110, 70]]), [[20, 30, 100, 75]])
-    np.testing.assert_allclose(load_scheme("course21").from_finder_boxes([[1, 2, 3, 4]]), [[1, 2, 3, 4]])

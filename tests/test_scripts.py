@@ -151,3 +151,26 @@ def test_a_tool_refuses_to_write_over_its_input(script, sample_lists, tmp_path, 
     flag = "--pictures" if "square" in script else "--list"
     code, _ = run_script(script, [flag, str(given), "--out", str(given)], capsys, monkeypatch)
     assert code == 2 and given.read_bytes() == source.read_bytes()
+
+
+def test_drop_points_leaves_a_share_of_the_points_unlabelled_or_the_faces_out(sample_lists, tmp_path, capsys,
+                                                                              monkeypatch):
+    source = sample_lists / "train.txt"
+    code, _ = run_script("scripts/tools/drop_points.py", ["--list", str(source), "--out", str(tmp_path / "a" / "t.txt"),
+                                                          "--share", "0.3"], capsys, monkeypatch)
+    faces = read_list(source).entries
+    masked = read_list(tmp_path / "a" / "t.txt").entries
+    gaps = np.array([np.isnan(e.points).any(-1) for e in masked])
+    assert code == 0 and len(masked) == len(faces) and 0.2 < gaps.mean() < 0.4
+    for before, after in zip(faces, masked):
+        np.testing.assert_array_equal(after.points[~np.isnan(after.points).any(-1)],
+                                      before.points[~np.isnan(after.points).any(-1)].round(3))
+    for folder, extra in (("c", []), ("b", ["--drop-faces"])):  # few gaps: some faces keep every point
+        code, _ = run_script("scripts/tools/drop_points.py", ["--list", str(source), "--out",
+                                                              str(tmp_path / folder / "t.txt"), "--share", "0.03",
+                                                              *extra], capsys, monkeypatch)
+        assert code == 0
+    few = np.array([np.isnan(e.points).any() for e in read_list(tmp_path / "c" / "t.txt").entries])
+    whole = read_list(tmp_path / "b" / "t.txt").entries
+    assert 0 < len(whole) == int((~few).sum()) < len(faces)
+    assert all(not np.isnan(e.points).any() for e in whole) and (tmp_path / "b" / "lists.json").is_file()

@@ -118,7 +118,7 @@ def convert(args, outputs: Outputs) -> int:
 
 def report_suspicious(entries, scheme, shown: int = 20) -> None:
     """Print the faces whose points look wrong, so a mistake is mended before a training run."""
-    faces = [e for e in entries if e.is_face]
+    faces = [e for e in entries if e.is_face and not np.isnan(e.points).any()]  # fully labelled faces
     found = suspicious_points(np.array([e.points for e in faces]), scheme.flip_permutation) if faces else []
     if not found:
         print(f"points checked on {len(faces)} training faces: none look wrong")

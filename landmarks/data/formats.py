@@ -399,9 +399,13 @@ def read_json(path: Path) -> dict:
 
 
 def face_annotation(image: Path, points: np.ndarray, box, scheme: Scheme, source: str) -> Annotation:
-    """A face from a tool's points (and box, or None: the scheme's box of the points)."""
-    if not np.isfinite(points).all():
+    """A face from a tool's points, NaN where left unlabelled (and its box, or None: the
+    scheme's box of the labelled points). Half the points at least must be labelled."""
+    if np.isinf(points).any():
         raise ValueError("a point is not a finite number")
+    unlabelled = int(np.isnan(points).any(-1).sum())
+    if 2 * unlabelled > len(points):
+        raise ValueError(f"{unlabelled} of {len(points)} points unlabelled: too few left to place the face")
     box = scheme.face_boxes(points) if box is None else np.asarray(box, dtype=np.float64)
     check_box(box, [f"{v:g}" for v in box])
     return Annotation(image, box, points, source)
@@ -409,7 +413,7 @@ def face_annotation(image: Path, points: np.ndarray, box, scheme: Scheme, source
 
 def read_coco(data_dir: Path, labels: Path | None, report: Report, scheme: Scheme | None = None) -> Source:
     """A COCO keypoints file; ``file_name`` is relative to ``data_dir``. A point with visibility
-    0 is unlabelled: such a face is reported and skipped."""
+    0 is unlabelled (NaN): training leaves it out of the loss, testing out of the error."""
     if labels is None:
         raise UsageError("--format coco needs --labels FILE (the COCO keypoints JSON)")
     document = read_json(labels)
@@ -441,9 +445,7 @@ def read_coco(data_dir: Path, labels: Path | None, report: Report, scheme: Schem
             if values.size != 3 * face_scheme.num_points:
                 raise ValueError(f"{values.size} keypoint numbers, expected 3 x {face_scheme.num_points}")
             values = values.reshape(-1, 3)[order]
-            unlabelled = int((values[:, 2] == 0).sum())
-            if unlabelled:
-                raise ValueError(f"{unlabelled} of {face_scheme.num_points} points unlabelled (visibility 0)")
+            values[values[:, 2] == 0, :2] = np.nan  # visibility 0: left unlabelled; 1 (occluded) is placed
             bbox = item.get("bbox")
             box = None if not bbox or bbox[2] <= 0 or bbox[3] <= 0 else \
                 [bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]]
@@ -455,6 +457,25 @@ def read_coco(data_dir: Path, labels: Path | None, report: Report, scheme: Schem
         accept(annotation, sizes, report, annotations)
     only = next(iter(found.values()))
     return Source(annotations, only, {}, boxes_given=True, files=[Path(labels)])
+
+
+def labelme_points(labelled: dict, chosen: Scheme | None, where: str) -> tuple[Scheme, np.ndarray]:
+    """A labelme face's points by label -> (scheme, [K, 2] with NaN for a point not placed): the
+    labels are a scheme's point names (all, or some of ``chosen``'s or a built-in's), or numbers."""
+    names = list(labelled)
+    candidates = [chosen] if chosen is not None else [load_scheme(n) for n in builtin_schemes()]
+    for scheme in candidates:
+        numbered = [str(i) for i in range(1, scheme.num_points + 1)]
+        for labels in (list(scheme.points), numbered):
+            if set(names) <= set(labels) and len(names) > scheme.num_points // 2:
+                points = np.full((scheme.num_points, 2), np.nan)
+                for name in names:
+                    points[labels.index(name)] = labelled[name]
+                if chosen is None and len(names) < scheme.num_points and labels is numbered:
+                    continue  # bare numbers with points missing name no scheme surely
+                return scheme, points
+    scheme, order = scheme_for_names(names, chosen, where)
+    return scheme, np.array([labelled[names[i]] for i in order], dtype=np.float64)
 
 
 def read_labelme(data_dir: Path, report: Report, scheme: Scheme | None = None) -> Source:
@@ -490,12 +511,10 @@ def read_labelme(data_dir: Path, report: Report, scheme: Scheme | None = None) -
             if not face["points"]:
                 continue
             try:
-                names = list(face["points"])
-                face_scheme, order = scheme_for_names(names, scheme or found, source)
+                face_scheme, points = labelme_points(face["points"], scheme or found, source)
                 if found is not None and face_scheme.name != found.name:
                     raise ValueError(f"points of scheme {face_scheme.name}, the others are {found.name}")
                 found = face_scheme
-                points = np.array([face["points"][names[i]] for i in order], dtype=np.float64)
                 annotation = face_annotation(path.parent / str(document["imagePath"]), points, face["box"],
                                              face_scheme, source)
             except (ValueError, TypeError, DataError) as error:

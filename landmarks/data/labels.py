@@ -81,15 +81,16 @@ class Report:
         return text
 
 
-def parse_numbers(fields: list[str], first_position: int = 2) -> np.ndarray:
-    """Fields -> float array; ValueError names the 1-based field position of a bad one."""
+def parse_numbers(fields: list[str], first_position: int = 2, allow_nan: bool = False) -> np.ndarray:
+    """Fields -> float array; ValueError names the 1-based field position of a bad one.
+    ``allow_nan``: "nan" stands for a value left out (an unlabelled point)."""
     values = []
     for position, text in enumerate(fields, start=first_position):
         try:
             value = float(text)
         except ValueError:
             raise ValueError(f"field {position} is not a number: {text!r}") from None
-        if not math.isfinite(value):
+        if not math.isfinite(value) and not (allow_nan and math.isnan(value)):
             raise ValueError(f"field {position} is not a finite number: {text!r}")
         values.append(value)
     return np.array(values, dtype=np.float64)
@@ -135,10 +136,12 @@ def parse_list_line(text: str, num_points: int | None = None):
         k = num_points or default_point_count()
         raise ValueError(f"expected {5 + 2 * k} fields (stage 1), {6 + 2 * k} ending in 1 (stage-3 face) "
                          f"or 6 ending in 0 (stage-3 non-face), found {n}")
-    numbers = parse_numbers(fields[1:5 + 2 * count])
-    box = numbers[:4]
+    box = parse_numbers(fields[1:5])
     check_box(box, fields[1:5])
-    points = numbers[4:].reshape(count, 2) if count else None
+    # A point left unlabelled is written "nan nan"; its loss and error are left out.
+    points = parse_numbers(fields[5:5 + 2 * count], 6, allow_nan=True).reshape(count, 2) if count else None
+    if points is not None and np.isnan(points).all():
+        raise ValueError("every point is unlabelled (nan)")
     return fields[0], box, points, labelled, attributes
 
 
@@ -204,6 +207,8 @@ def read_list(path, strict: bool = False, num_points: int | None = None) -> Land
 
 
 def format_number(value: float) -> str:
+    if math.isnan(value):
+        return "nan"  # a point left unlabelled
     return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
 
 
@@ -333,7 +338,7 @@ def read_picture_list(path, strict: bool = False) -> tuple[list[Picture], Report
                 k = count or default_point_count()
                 raise ValueError(f"expected {5 + 2 * k} fields (path, face box, {2 * k} coordinates) "
                                  f"or the path alone, found {len(fields)}")
-            values = parse_numbers(fields[1:])
+            values = np.concatenate([parse_numbers(fields[1:5]), parse_numbers(fields[5:], 6, allow_nan=True)])
             check_box(values[:4], fields[1:5])
         except ValueError as error:
             report.problem(source, str(error))

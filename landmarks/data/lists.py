@@ -19,7 +19,7 @@ from .formats import Source, read_source
 from .images import image_size, load_image
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
                      write_picture_list)
-from .scheme import FINDER_SCHEME, Scheme, load_scheme
+from .scheme import Scheme, load_scheme
 
 log = logging.getLogger("landmarks")
 
@@ -145,22 +145,10 @@ def detector_mistakes(finder, image: Path, face_boxes: np.ndarray, max_iou: floa
 
 def measure_face_box(boxes: np.ndarray, points: np.ndarray) -> tuple[float, float, float, float]:
     """Median position of face boxes [N, 4] as shares of the tight box of their points [N, K, 2]."""
-    low, high = points.min(axis=1), points.max(axis=1)
+    low, high = np.nanmin(points, axis=1), np.nanmax(points, axis=1)  # over the labelled points
     size = np.maximum(high - low, 1e-6)
     shares = np.concatenate([(boxes[:, :2] - low) / size, (boxes[:, 2:] - low) / size], axis=1)
     return tuple(round(float(v), 3) for v in np.median(shares, axis=0))
-
-
-def measure_finder_box(points: np.ndarray, scheme: Scheme) -> tuple[float, float, float, float]:
-    """Median position of ``scheme``'s face boxes of faces [N, K, 2] as shares of the box the face
-    finder would give them: FINDER_SCHEME's face box of the points it derives from them."""
-    finder = load_scheme(FINDER_SCHEME)
-    if scheme.name == FINDER_SCHEME or scheme.name not in finder.derive:
-        return scheme.finder_box
-    found = finder.face_boxes(finder.convert(points, scheme))
-    own = scheme.face_boxes(points)
-    size = np.maximum(np.tile(found[:, 2:] - found[:, :2], 2), 1e-6)
-    return tuple(round(float(v), 3) for v in np.median((own - np.tile(found[:, :2], 2)) / size, axis=0))
 
 
 def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
@@ -217,7 +205,6 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     points = np.array([a.points for a in annotations])
     # The scheme as this data frames faces around its points (refinement and tracking use it).
     target = replace(target, face_box=measure_face_box(boxes, points))
-    target = replace(target, finder_box=measure_finder_box(points, target))
     attributes = dict(source.attributes)
     if yaw:
         bins = np.digitize(yaw_ratio(points, target), YAW_EDGES)

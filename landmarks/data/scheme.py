@@ -19,10 +19,6 @@ from ..errors import DataError, UsageError
 DEFAULT_SCHEME = "course21"
 
 
-# The scheme whose face boxes the shipped face finder learned: the course's annotations.
-FINDER_SCHEME = "course21"
-
-
 @dataclass(frozen=True)
 class Scheme:
     name: str
@@ -39,10 +35,6 @@ class Scheme:
     description: str = ""
     # Parts of the face (jaw, brows, nose, eyes, mouth) -> their points, for NME per region.
     regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    # Where this scheme's face box sits in a face finder's box (shares x1, y1, x2, y2 of it): the
-    # shipped finder frames faces as the course's annotations do (FINDER_SCHEME), which another
-    # scheme's data may not. Measured when lists are built; identity for the course's own.
-    finder_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
     @property
     def num_points(self) -> int:
@@ -66,17 +58,10 @@ class Scheme:
     def face_boxes(self, points) -> np.ndarray:
         """[..., K, 2] points -> [..., 4] face boxes framed as this scheme's data frames them."""
         points = np.asarray(points, dtype=np.float64)
-        low, high = points.min(axis=-2), points.max(axis=-2)
+        low, high = np.nanmin(points, axis=-2), np.nanmax(points, axis=-2)  # unlabelled points (NaN) left out
         size = high - low
         share = np.asarray(self.face_box, dtype=np.float64)
         return np.concatenate([low + size * share[:2], low + size * share[2:]], axis=-1)
-
-    def from_finder_boxes(self, boxes) -> np.ndarray:
-        """[N, 4] boxes of a face finder (framed as FINDER_SCHEME's data) -> [N, 4] face boxes
-        framed as this scheme's (``finder_box``)."""
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        size = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
-        return np.tile(boxes[:, :2], 2) + size * np.asarray(self.finder_box, dtype=np.float64)
 
     def tilt(self, points) -> float:
         """Degrees the eye line of [K, 2] points (the ``interocular`` pair, first point on the
@@ -119,7 +104,6 @@ def scheme_from_dict(data: dict, where: str = "scheme") -> Scheme:
             mean_face_3d=tuple(tuple(float(v) for v in point) for point in data.get("mean_face_3d", ())),
             description=str(data.get("description", "")),
             regions={str(k): tuple(int(v) for v in group) for k, group in data.get("regions", {}).items()},
-            finder_box=tuple(float(v) for v in data.get("finder_box", (0.0, 0.0, 1.0, 1.0))),
         )
     except (TypeError, ValueError) as error:
         raise DataError(f"{where}: malformed value ({error})") from None

@@ -219,12 +219,10 @@ class Landmarker:
         points give (``refine``), checked by the face branch on that look, duplicates merged
         (torchvision's NMS).
 
-        The finder's boxes are first framed as the model's scheme frames faces (its data may put
-        the box elsewhere around the face than the course's annotations, which the finder learned).
-        The branch judges the second look: a finder's box can sit off the face, and an off-centre
-        crop is what the branch learned to call a partial face; the box from the points is framed
-        like its training crops."""
-        boxes = self.scheme.from_finder_boxes(boxes)
+        The second look is framed as the model's scheme frames faces (a 68-point model's by the
+        tight box of its points, which the course's boxes the finder learned are not), and the
+        branch judges it: a finder's box can sit off the face, and an off-centre crop is what the
+        branch learned to call a partial face."""
         pixels = self._pixels(image)
         if not self.settings.refine:
             return merge_duplicates(self._look(pixels, boxes, scores))

@@ -13,45 +13,50 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..codecs import labelled, masked_mean
 from ..registry import Registry
 
 
 LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("loss")
 
 
-def _reduce(per_element: torch.Tensor, reduction: str) -> torch.Tensor:
-    per_sample = per_element.flatten(1).mean(1)
-    return per_sample if reduction == "none" else per_sample.mean()
-
-
 @LOSSES.register("mse")
-def mse(pred, target, reduction="mean", **_):
-    return _reduce((pred - target) ** 2, reduction)
+def mse(pred, target, **_):
+    return (pred - target) ** 2
 
 
 @LOSSES.register("l1")
-def l1(pred, target, reduction="mean", **_):
-    return _reduce((pred - target).abs(), reduction)
+def l1(pred, target, **_):
+    return (pred - target).abs()
 
 
 @LOSSES.register("smooth_l1")
-def smooth_l1(pred, target, reduction="mean", **_):
-    return _reduce(F.smooth_l1_loss(pred, target, reduction="none", beta=1.0), reduction)
+def smooth_l1(pred, target, **_):
+    return F.smooth_l1_loss(pred, target, reduction="none", beta=1.0)
 
 
 @LOSSES.register("wing")
-def wing(pred, target, reduction="mean", width=10.0, curvature=2.0, **_):
+def wing(pred, target, width=10.0, curvature=2.0, **_):
     """Wing loss (Feng et al., 2018): log-shaped for small errors, L1 for large."""
     error = (pred - target).abs()
     constant = width - width * math.log(1 + width / curvature)
-    loss = torch.where(error < width, width * torch.log1p(error / curvature), error - constant)
-    return _reduce(loss, reduction)
+    return torch.where(error < width, width * torch.log1p(error / curvature), error - constant)
 
 
 def point_loss(name: str, width: float = 10.0, curvature: float = 2.0):
+    """The loss ``name`` on pred, target [B, K, 2] -> its mean over the labelled points and both
+    coordinates (``reduction='none'``: one value a sample). An unlabelled point (NaN target)
+    adds nothing, its gradient included."""
     function = LOSSES.get(name)
-    return lambda pred, target, reduction="mean": function(
-        pred, target, reduction=reduction, width=width, curvature=curvature)
+
+    def loss(pred, target, reduction="mean"):
+        mask = labelled(target)
+        # The prediction stands in for a missing target: no error there, and no NaN in any gradient.
+        target = torch.where(mask[..., None], target, pred.detach())
+        per_point = function(pred, target, width=width, curvature=curvature).mean(-1)
+        per_sample = masked_mean(per_point, mask)
+        return per_sample if reduction == "none" else per_sample.mean()
+    return loss
 
 
 def stage3_loss(points_loss_per_sample: torch.Tensor, logits: torch.Tensor, is_face: torch.Tensor,
