@@ -79,6 +79,7 @@ class Outputs:
 
     def __init__(self):
         self._inputs: list[tuple[str, Path]] = []
+        self._outputs: list[tuple[str, Path]] = []
 
     def reads(self, flag: str, *paths) -> None:
         """Record ``paths`` (None ones are skipped) as what ``flag`` gave the command to read."""
@@ -89,11 +90,16 @@ class Outputs:
         return next((flag for flag, given in self._inputs if same_file(Path(path), given)), None)
 
     def check(self, flag: str, path) -> Path:
-        """``path`` as an output of ``flag``; a UsageError (exit 2) if the command reads it."""
+        """``path`` as an output of ``flag``; a UsageError (exit 2) if the command reads it, or
+        another of its outputs (another flag's) is written there."""
         path = Path(path)
         source = self.input_flag(path)
         if source is not None:
             raise UsageError(f"{flag} {path} is the {source} input; choose another path")
+        other = next((given for given, out in self._outputs if given != flag and same_file(path, out)), None)
+        if other is not None:
+            raise UsageError(f"{flag} {path} is also the {other} output; choose another path")
+        self._outputs.append((flag, path))
         return path
 
     def write_bytes(self, flag: str, path, data: bytes) -> Path:

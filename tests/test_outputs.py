@@ -170,3 +170,19 @@ def test_the_gate_compares_files_not_spellings(tmp_path):
     with pytest.raises(UsageError):
         outputs.write_text("--json-out", given, "{}")
     assert load_image(given).shape == (100, 120, 3)
+
+
+def test_a_folder_of_label_folders_under_test_is_not_written_over(sample_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    label = data / "I" / "label.txt"
+    refused(["--phase", "test", "--test-pictures", str(data), "--metrics-json", str(label), "--quiet"], capsys,
+            "--metrics-json", "--test-pictures", label)
+
+
+def test_two_outputs_of_one_command_may_not_share_a_path(picture, tmp_path, capsys):
+    out = tmp_path / "p.png"
+    code, err = run_main(["--phase", "predict", "--image", str(picture), "--out", str(out), "--json-out", str(out)],
+                         capsys)
+    assert code == 2 and f"--json-out {out} is also the --out output; choose another path" in err
+    assert not out.exists()

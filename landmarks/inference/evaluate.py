@@ -135,11 +135,13 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
                   pr_plot: Path | None = None) -> dict:
     """``--phase test --test-pictures``: the face finder, the face branch and the landmarks
     against every annotated face of the pictures, printed and written where asked."""
-    outputs.reads("--test-pictures", path)
+    pictures = read_pictures(path, strict)
+    # A folder's label files and every picture are read too.
+    outputs.reads("--test-pictures", path, *sorted(path.glob("*/label.txt")), path / "label.txt",
+                  *(picture.image for picture in pictures))
     for flag, out in (("--metrics-json", metrics_json), ("--pr-plot", pr_plot)):
         if out is not None:
             outputs.check(flag, out)
-    pictures = read_pictures(path, strict)
     # Candidates down to a low score make the finder's precision-recall curve; the operating
     # threshold decides what goes on to the landmarks, as in use.
     marker = Landmarker(model, settings, detector_threshold=0.05)
