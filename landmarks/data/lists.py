@@ -197,8 +197,10 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     out_dir = Path(out_dir)
     parts_written = ("train", "test") + (("val",) if val_ratio else ())
     written = [f"{part}{suffix}" for part in parts_written for suffix in (".txt", "_pictures.txt")]
-    for name in written + ["lists.json"] + (["verify.png"] if verify else []):
+    for name in written + ["lists.json"]:
         outputs.check("--out-dir", out_dir / name)
+    if verify:
+        outputs.check("--verify", out_dir / "verify.png")
     target = target or source.scheme
     annotations = [replace(a, points=target.convert(a.points, source.scheme)) for a in source.annotations]
     boxes = np.array([a.box for a in annotations])
