@@ -135,6 +135,15 @@ def test_pre_annotations_from_predict_read_back_and_a_stopped_run_goes_on(sample
     document = json.loads(labels.read_text())
     assert len(document["images"]) == 4 and not progress.exists()
     assert next(i for i in document["images"] if i["file_name"] == first.name)["width"] == 10  # kept, not redone
+    # The pre-annotations train a model as an annotation tool's export would.
+    assert main(["--phase", "predict", "--image", str(pictures), "--out", str(tmp_path / "drawn2"),
+                 "--labels-out", str(tmp_path / "lm"), "--labels-format", "labelme"]) == 0
+    for fmt, labels_args in (("coco", ["--labels", str(labels), "--data-dir", str(pictures)]),
+                             ("labelme", ["--data-dir", str(tmp_path / "lm")])):
+        assert lists_main(["--format", fmt, *labels_args, "--out-dir", str(tmp_path / f"lists-{fmt}"),
+                           "--test-ratio", "0", "--verify", "0"]) == 0
+        assert main(train_args(tmp_path / f"lists-{fmt}", tmp_path, f"pre-{fmt}", "--epochs", "1")) == 0
+        assert (tmp_path / "runs" / f"pre-{fmt}" / "last.pt").is_file()
 
 
 def test_labels_out_as_a_labelme_folder_and_a_label_txt(sample_dir, tmp_path):
