@@ -81,7 +81,7 @@ class LandmarkerSettings:
     detector_size: int | None = setting(None, "longer side in pixels that pictures are resized to for the face "
                                         "detector; larger finds smaller faces, at more time",
                                         default_text="the detector's own; the shipped one's is 448")
-    detector_zoom_below: float | None = setting(None, "look again at twice detector_size when a face the detector "
+    detector_zoom_below: float | None = setting(None, "look again at twice the detector size when a face the detector "
                                                 "is sure of is smaller than this many pixels at that size (a "
                                                 "crowd); 0: one look", default_text=f"{ZOOM_BELOW:g}", metavar="PX")
     refine: bool = setting(True, "look at each face again, cropped from the box its points give")
