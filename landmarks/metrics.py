@@ -62,8 +62,10 @@ def auc(nmes, threshold: float = 0.10, steps: int = 10_000) -> float:
 
 
 def cumulative_error_curve(nmes, threshold: float = 0.10, steps: int = 100):
-    """(x [steps+1], share of faces with NME <= x [steps+1]) for plotting."""
-    nmes = np.sort(np.asarray(nmes, dtype=np.float64))
+    """(x [steps+1], share of faces with NME <= x [steps+1]) for plotting (NaN faces left out,
+    as ``auc`` leaves them)."""
+    nmes = np.asarray(nmes, dtype=np.float64)
+    nmes = np.sort(nmes[~np.isnan(nmes)])
     xs = np.linspace(0.0, threshold, steps + 1)
     return xs, np.searchsorted(nmes, xs, side="right") / max(nmes.size, 1)
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from landmarks.cli import run_cli
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
-from landmarks.inference.landmarker import Landmarker
-from landmarks.cli import run_cli
 from landmarks.files import Outputs
+from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.predict import draw_faces, write_picture
 
 

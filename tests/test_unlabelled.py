@@ -107,3 +107,9 @@ def test_a_coco_export_with_hidden_points_trains_through_the_cli(sample_dir, tmp
     assert main(train_args(tmp_path / "lists", tmp_path, "hidden", "--epochs", "2", "--augment")) == 0
     history = (tmp_path / "runs" / "hidden" / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "nan" not in history[-1].lower()
+
+
+def test_the_cumulative_error_curve_leaves_out_faces_that_cannot_be_scored():
+    from landmarks.metrics import cumulative_error_curve
+    xs, ys = cumulative_error_curve([0.01, np.nan, 0.03], 0.1, steps=10)
+    assert ys[-1] == 1.0 and ys[2] == 0.5  # two faces scored: half at 0.02, both by 0.10

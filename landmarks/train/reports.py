@@ -68,7 +68,7 @@ def failure_report(entries: list[ListEntry], predicted: np.ndarray, scheme: Sche
     errors = nme(predicted, truths, norm)
     _, sheet = cv2.imencode(".png", worst_faces_picture(entries, predicted, errors, worst))
     outputs.write_bytes("--failure-report", folder / "failures.png", sheet.tobytes())
-    per_point = 100 * (np.linalg.norm(predicted - truths, axis=-1) / norm[:, None]).mean(0)
+    per_point = 100 * np.nanmean(np.linalg.norm(predicted - truths, axis=-1) / norm[:, None], axis=0)  # labelled only
     chart = point_error_chart(per_point, scheme.points, f"{title} ({len(entries)} faces): NME_box "
                               f"{100 * errors.mean():.2f} %")
     outputs.write_bytes("--failure-report", folder / "point_errors.png", chart)
