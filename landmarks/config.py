@@ -87,6 +87,9 @@ class Config:
     aux_weight: float = setting(0.5, "weight of an auxiliary attribute's loss where --aux gives none")
     aux_patience: int = setting(5, "an auxiliary task stops (weight 0) after this many epochs without a "
                                 "lower validation loss of its own; 0 never")
+    pose_balance: float = setting(0.0, "draw training faces by head yaw (frontal <30°, 30-60°, 60°+): a face of a "
+                                  "bin holding the share f of the faces weighs f^-P; 0 draws each face once an "
+                                  "epoch, 1 each bin alike")
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     @property

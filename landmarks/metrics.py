@@ -163,3 +163,41 @@ def match_faces(pred_points: list, truth_points, threshold: float = 0.10) -> tup
         if not used[i] and np.isnan(nmes[j]):
             used[i], nmes[j] = True, errors[i, j]
     return nmes, used
+
+
+# ---------------------------------------------------------------- by pose and size
+
+# Bins of the whole-picture breakdown: head yaw in degrees (its size, either way) and face size
+# in pixels (sqrt of the annotated box's width * height).
+YAW_BINS = ((0.0, "frontal <30°"), (30.0, "30-60°"), (60.0, "60°+"))
+SIZE_BINS = ((0.0, "<24 px"), (24.0, "24-48 px"), (48.0, "48-96 px"), (96.0, ">96 px"))
+
+
+def bin_of(values, bins) -> np.ndarray:
+    """[N] values -> [N] index of the bin ((lower edge, name), ... ascending) each falls in; -1 for NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    index = np.digitize(values, [edge for edge, _ in bins[1:]])
+    return np.where(np.isnan(values), -1, index)
+
+
+def breakdown(index, bins, found, found_nme_io, crop_nme_io, fail: float = 0.10) -> dict[str, dict]:
+    """Per bin (``index`` [N] from ``bin_of``): faces, the share found in whole pictures, NME_io (%)
+    of those found, and from the annotated boxes NME_io (%) and FR@``fail`` (%). Faces of a NaN
+    bin are left out; an empty bin is left out."""
+    index, found = np.asarray(index), np.asarray(found, bool)
+    found_nme_io, crop_nme_io = np.asarray(found_nme_io, np.float64), np.asarray(crop_nme_io, np.float64)
+    table = {}
+    for i, (_, name) in enumerate(bins):
+        part = index == i
+        if not part.any():
+            continue
+        found_part = found_nme_io[part & found]
+        table[name] = {
+            "faces": int(part.sum()),
+            "found": float(found[part].mean()),
+            "nme_io_found": float(np.nanmean(found_part) * 100) if np.isfinite(found_part).any() else float("nan"),
+            "crop_nme_io": float(np.nanmean(crop_nme_io[part]) * 100) if np.isfinite(crop_nme_io[part]).any()
+            else float("nan"),
+            "crop_fr_io": failure_rate(crop_nme_io[part], fail) * 100,
+        }
+    return table

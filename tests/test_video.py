@@ -13,7 +13,7 @@ from landmarks.geometry import affine_points, flip_points, similarity_transform
 from landmarks.inference.align import TEMPLATE_112, align_face, alignment_matrix
 from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, write_clip
 from landmarks.inference.landmarker import Landmarker
-from landmarks.inference.pose import angles, head_pose
+from landmarks.data.pose import angles, head_pose
 from landmarks.inference.smoothing import OneEuroFilter, OneEuroSettings
 
 from conftest import run_main

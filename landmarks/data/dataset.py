@@ -135,6 +135,7 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         self.flip_permutation = flip_permutation
         self.pipeline = build_augmentation(self.augment, size, flip_permutation) if self.augment else None
         self.teacher: torch.Tensor | None = None
+        self.draw_weights: torch.Tensor | None = None  # set_draw_weights: training draws by them
         self.report = Report(strict=strict)
         crops, kept = self._load(entries, cache_dir, workers or min(8, os.cpu_count() or 1), progress)
         self.entries = [entries[i] for i in kept]
@@ -194,6 +195,14 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
             permutation = tuple(self.flip_permutation) + tuple(p + k for p in self.flip_permutation)
             self.pipeline = build_augmentation(self.augment, self.settings.size, permutation)
 
+    def set_draw_weights(self, weights) -> None:
+        """[N] weights: shuffled batches then draw each epoch's samples with replacement in
+        proportion to them (``balanced_weights``), rather than each sample once."""
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        if weights.shape != (len(self),) or not bool((weights >= 0).all()) or not float(weights.sum()) > 0:
+            raise UsageError(f"draw weights: need {len(self)} weights >= 0, not all 0")
+        self.draw_weights = weights
+
     def collate(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         # index_select copies whole rows; crops[indices] went element by element, 30x slower.
         image = self.crops.index_select(0, indices).float()
@@ -226,7 +235,12 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
                 rank: int = 0, world_size: int = 1):
         """Yield batched samples; with ``world_size`` > 1 each rank gets its own shard."""
         n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        if not shuffle:
+            order = torch.arange(n)
+        elif self.draw_weights is not None:
+            order = torch.multinomial(self.draw_weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
         if world_size > 1:
             # Pad so every rank runs the same number of steps, as DistributedSampler does.
             per_rank = -(-n // world_size)
@@ -237,6 +251,22 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
     def steps(self, batch_size: int, world_size: int = 1) -> int:
         per_rank = -(-len(self) // world_size)
         return -(-per_rank // batch_size)
+
+
+def balanced_weights(groups, power: float) -> np.ndarray:
+    """[N] group index per sample (-1: in no group) -> [N] draw weights: a sample of a group
+    holding the share f of the grouped samples weighs f ** -power (0: all alike, 1: each group
+    drawn as often), scaled so that the grouped samples keep their total; ungrouped weigh 1."""
+    groups = np.asarray(groups)
+    weights = np.ones(len(groups))
+    grouped = groups >= 0
+    if not grouped.any() or power == 0:
+        return weights
+    labels, counts = np.unique(groups[grouped], return_counts=True)
+    share = dict(zip(labels.tolist(), (counts / counts.sum()).tolist()))
+    raw = np.array([share[g] ** -power for g in groups[grouped].tolist()])
+    weights[grouped] = raw * grouped.sum() / raw.sum()
+    return weights
 
 
 def normalize_images(image: torch.Tensor, per_image: bool) -> torch.Tensor:

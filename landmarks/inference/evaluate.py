@@ -9,7 +9,9 @@ Reported (metrics JSON and log):
   is the plot); detector_recall: the share of faces it proposes (IoU >= 0.5, operating point);
 - ms per picture (median): decoding, detector, landmarks (branch, refinement, merging);
 - crop_*: the landmark metrics of the same faces from their annotated boxes, which shows what
-  the face finder costs.
+  the face finder costs;
+- by_yaw, by_size: found, NME_io of the found and the crop figures per bin of head yaw (from the
+  annotated points) and of face size (metrics.YAW_BINS, SIZE_BINS).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from tqdm import tqdm
 from ..data.formats import read_source
 from ..data.images import load_image
 from ..data.labels import Picture, Report, group_pictures, read_picture_list
+from ..data.pose import face_yaws
 from ..errors import UsageError
 from ..files import Outputs
-from ..metrics import (average_precision, box_normaliser, interocular_normaliser, landmark_metrics, match_boxes,
-                       match_faces, nme, precision_recall)
+from ..geometry import box_scale
+from ..metrics import (SIZE_BINS, YAW_BINS, average_precision, bin_of, box_normaliser, breakdown,
+                       interocular_normaliser, landmark_metrics, match_boxes, match_faces, nme, precision_recall)
 from .landmarker import Landmarker, LandmarkerSettings
 
 FOUND_NME = 0.10
@@ -42,6 +46,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
     scores, hits, proposed = [], [], 0
     found_nmes, found_io, false_faces, faces_total = [], [], 0, 0
     crop_pred, crop_truth, crop_rejected = [], [], 0
+    yaws, sizes = [], []
     iterator = pictures
     if progress:
         iterator = tqdm(pictures, desc="pictures", unit="pic", leave=False, disable=None)
@@ -67,6 +72,8 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
                             / np.maximum(interocular_normaliser(picture.points, marker.scheme.interocular), 1e-12))
         false_faces += int((~used).sum())
         faces_total += len(picture.boxes)
+        yaws.append(face_yaws(picture.points, marker.scheme, (rgb.shape[1], rgb.shape[0])))
+        sizes.append(box_scale(picture.boxes) if len(picture.boxes) else np.zeros(0))
         if len(picture.boxes):
             on_truth = marker.landmarks(rgb, picture.boxes, verify=False)
             crop_pred += [f.points for f in on_truth]
@@ -95,6 +102,11 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         metrics.update({f"crop_{k}": v for k, v in crop.items() if k != "faces"})
         metrics["crop_found"] = float((nme(pred, truth, box_normaliser(truth)) < FOUND_NME).mean())
         metrics["crop_rejected"] = crop_rejected / len(crop_truth)
+        crop_io = nme(pred, truth, interocular_normaliser(truth, marker.scheme.interocular))
+        found_io_all = np.concatenate(found_io) if found_io else np.zeros(0)
+        for key, values, bins in (("by_yaw", np.concatenate(yaws), YAW_BINS),
+                                  ("by_size", np.concatenate(sizes), SIZE_BINS)):
+            metrics[key] = breakdown(bin_of(values, bins), bins, found, found_io_all, crop_io)
     precision, recall = precision_recall(scores, hits, faces_total)
     operating_recall = metrics["detector_recall"]
     return metrics, {"precision": precision, "recall": recall, "operating_recall": operating_recall}
@@ -164,6 +176,12 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
         print(f"the same faces from their annotated boxes: found {metrics['crop_found']:.3f}  NME_box "
               f"{metrics['crop_nme_box']:.2f}%  NME_io {metrics['crop_nme_io']:.2f}%  FR@0.1 "
               f"{metrics['crop_fr_io@0.1']:.1f}%  rejected by the face branch {metrics['crop_rejected']:.3f}")
+    for key, title in (("by_yaw", "head yaw (of the annotated points)"), ("by_size", "face size (annotated box)")):
+        if metrics.get(key):
+            print(f"by {title}: faces, found, NME_io of found; from the annotated boxes NME_io, FR@0.1")
+            for name, row in metrics[key].items():
+                print(f"  {name:14s} {row['faces']:5d}  {row['found']:.3f}  {row['nme_io_found']:6.2f}%   "
+                      f"{row['crop_nme_io']:6.2f}%  {row['crop_fr_io']:5.1f}%")
     if metrics_json:
         outputs.write_text("--metrics-json", metrics_json, json.dumps(metrics, indent=2) + "\n")
     if pr_plot:

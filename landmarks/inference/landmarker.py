@@ -276,8 +276,8 @@ class Landmarker:
 
     def pose(self, face: Face, image_size: tuple[int, int]) -> dict:
         """Head pose of a face in a picture of ``image_size`` (width, height): yaw, pitch and roll in
-        degrees (signs in landmarks.inference.pose)."""
-        from .pose import head_pose
+        degrees (signs in landmarks.data.pose)."""
+        from ..data.pose import head_pose
         yaw, pitch, roll = head_pose(face.points, self.scheme, image_size)
         return {"yaw": round(yaw, 1), "pitch": round(pitch, 1), "roll": round(roll, 1)}
 

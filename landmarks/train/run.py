@@ -17,14 +17,15 @@ import torch
 
 from ..checkpoint import load_model, read_checkpoint, resolve_model
 from ..config import Config, load_config_file
-from ..data.dataset import FaceLandmarksDataset, check_list_stage
+from ..data.dataset import FaceLandmarksDataset, balanced_weights, check_list_stage
 from ..data.labels import LandmarkList, predictions_text, read_list, read_picture_list
 from ..data.lists import ensure_lists
 from ..data.pictures import PictureAugment, PictureDataset
+from ..data.pose import face_yaws
 from ..data.scheme import regions_of
 from ..errors import UsageError
 from ..files import Outputs
-from ..metrics import interocular_normaliser, landmark_metrics, nme
+from ..metrics import YAW_BINS, bin_of, interocular_normaliser, landmark_metrics, nme
 from ..net import count_parameters, freeze, native
 from ..spec import ModelSpec, check_list_for, finetune_spec, spec_from_dict, training_spec
 from .distill import teacher_points
@@ -79,7 +80,23 @@ def make_dataset(data: LandmarkList, spec: ModelSpec, job: Job, train: bool) -> 
     skipped = data.report.skipped + dataset.report.skipped
     log.info("%s: %d crops (%d faces, %d non-faces)%s", data.path, len(dataset), int(dataset.is_face.sum()),
              int((~dataset.is_face).sum()), f", {skipped} skipped" if skipped else "")
+    if train and config.pose_balance:
+        dataset.set_draw_weights(pose_weights(dataset, spec, config.pose_balance))
     return dataset
+
+
+def pose_weights(dataset: FaceLandmarksDataset, spec: ModelSpec, power: float) -> np.ndarray:
+    """Draw weights of ``--pose-balance``: faces weighed by how rare their yaw bin is (yaw of the
+    listed points, each crop taken as the picture); non-faces and faces of no pose weigh 1."""
+    faces = [e for e in dataset.entries if e.is_face]
+    bins = np.full(len(dataset.entries), -1)
+    if faces:
+        sizes = np.array([[e.box[2] - e.box[0], e.box[3] - e.box[1]] for e in faces])
+        face_bins = bin_of(face_yaws(np.stack([e.points for e in faces]), spec.scheme, sizes), YAW_BINS)
+        bins[np.flatnonzero([e.is_face for e in dataset.entries])] = face_bins
+    counts = {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
+    log.info("pose balance %g: training faces by yaw %s", power, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return balanced_weights(bins, power)
 
 
 def writable_folder(folder: Path) -> Path:

@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from ..data.scheme import Scheme, load_scheme
 from ..errors import UsageError
+from .scheme import Scheme, load_scheme
 
 
 def pose_model(scheme: Scheme) -> tuple[np.ndarray, Scheme]:
@@ -43,6 +43,22 @@ def head_pose(points, scheme: Scheme, image_size: tuple[int, int]) -> tuple[floa
         return float("nan"), float("nan"), float("nan")
     rotation, _ = cv2.Rodrigues(rvec)
     return angles(rotation)
+
+
+def face_yaws(points, scheme: Scheme, image_sizes) -> np.ndarray:
+    """[M, K, 2] faces' points, each in a picture of ``image_sizes`` ([M, 2] or one (width,
+    height)) -> [M] the size of each head's yaw in degrees, either way; NaN where a point is
+    unlabelled, and all NaN for a scheme that gives no pose."""
+    points = np.asarray(points, dtype=np.float64)
+    sizes = np.broadcast_to(np.asarray(image_sizes, dtype=np.float64), (len(points), 2))
+    yaws = np.full(len(points), np.nan)
+    for i, face in enumerate(points):
+        if np.isfinite(face).all():
+            try:
+                yaws[i] = abs(head_pose(face, scheme, (sizes[i, 0], sizes[i, 1]))[0])
+            except UsageError:  # no 3D face and no five points to fit
+                return yaws
+    return yaws
 
 
 def angles(rotation: np.ndarray) -> tuple[float, float, float]:

@@ -1,0 +1,122 @@
+"""Turned heads and small faces: the yaw and size breakdown of the whole-picture test, and
+training draws balanced by head yaw (--pose-balance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from landmarks.data import build_lists
+from landmarks.data.dataset import FaceLandmarksDataset, balanced_weights
+from landmarks.data.labels import read_list, read_picture_list
+from landmarks.data.pose import face_yaws
+from landmarks.data.scheme import load_scheme
+from landmarks.errors import UsageError
+from landmarks.geometry import box_scale
+from landmarks.inference.evaluate import evaluate_pictures
+from landmarks.inference.landmarker import Landmarker
+from landmarks.metrics import SIZE_BINS, YAW_BINS, bin_of, box_normaliser, breakdown, nme
+
+
+def test_bins_take_each_value_to_the_bin_of_its_lower_edge_and_nan_to_none():
+    assert bin_of([0, 29.9, 30, 59, 60, 95, np.nan], YAW_BINS).tolist() == [0, 0, 1, 1, 2, 2, -1]
+    assert bin_of([10, 24, 47.9, 48, 96, 300], SIZE_BINS).tolist() == [0, 1, 1, 2, 3, 3]
+
+
+def test_breakdown_counts_found_and_errors_per_bin_and_leaves_out_empty_bins():
+    index = np.array([0, 0, 0, 2, -1])
+    found = np.array([True, True, False, False, True])
+    found_io = np.array([0.02, 0.04, np.nan, np.nan, 0.01])
+    crop_io = np.array([0.02, 0.04, 0.15, 0.30, 0.01])
+    table = breakdown(index, YAW_BINS, found, found_io, crop_io)
+    assert list(table) == ["frontal <30°", "60°+"]
+    front, turned = table["frontal <30°"], table["60°+"]
+    assert front["faces"] == 3 and front["found"] == pytest.approx(2 / 3)
+    assert front["nme_io_found"] == pytest.approx(3.0) and front["crop_nme_io"] == pytest.approx(7.0)
+    assert front["crop_fr_io"] == pytest.approx(100 / 3)
+    assert turned["faces"] == 1 and turned["found"] == 0 and np.isnan(turned["nme_io_found"])
+
+
+def test_balanced_weights_give_each_group_the_same_total_and_leave_ungrouped_samples_at_one():
+    weights = balanced_weights([0, 0, 0, 1, -1], power=1.0)
+    assert weights[:3].sum() == pytest.approx(weights[3])
+    assert weights[4] == 1.0 and weights[:4].sum() == pytest.approx(4.0)
+    half = balanced_weights([0, 0, 0, 1], power=0.5)
+    assert half[3] / half[0] == pytest.approx(np.sqrt(3))
+    assert balanced_weights([0, 0, 1], power=0.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def turned(face: np.ndarray, degrees: float) -> np.ndarray:
+    """Course points of a frontal face with the nose and mouth moved sideways, as a turned head shows them."""
+    out = face.copy()
+    width = np.ptp(face[:, 0])
+    shift = np.sin(np.radians(degrees)) * width * 0.35
+    out[10:16, 0] += shift
+    out[18:, 0] += shift
+    return out
+
+
+def test_face_yaws_grow_as_the_nose_moves_off_the_eyes_and_are_the_same_either_way(sample_lists):
+    scheme = load_scheme("course21")
+    face = np.array(next(e.points for e in read_list(sample_lists / "train.txt").entries if e.is_face))
+    mirrored = face[list(scheme.flip_permutation)] * [-1, 1] + [200, 0]  # the face's mirror image
+    base, mirror = face_yaws(np.stack([face, mirrored]), scheme, (200, 200))
+    assert base == pytest.approx(mirror, abs=1.0)
+    yaws = face_yaws(np.stack([turned(face, d) for d in (0, 20, 45)]), scheme, (200, 200))
+    assert yaws[0] < yaws[1] < yaws[2]
+    unlabelled = face.copy()
+    unlabelled[3] = np.nan
+    assert np.isnan(face_yaws(unlabelled[None], scheme, (200, 200))[0])
+
+
+def test_weighted_draws_take_samples_in_proportion_to_their_weights(sample_lists, tmp_path):
+    entries = read_list(sample_lists / "train.txt").entries
+    dataset = FaceLandmarksDataset(entries, size=32, cache_dir=tmp_path)
+    n = len(dataset)
+    assert sorted(torch.cat([b["index"] for b in dataset.batches(4, shuffle=True)]).tolist()) == list(range(n))
+    weights = np.zeros(n)
+    weights[[0, 1]] = [1.0, 3.0]
+    dataset.set_draw_weights(weights)
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.cat([b["index"] for _ in range(200) for b in dataset.batches(4, shuffle=True, generator=generator)])
+    assert set(drawn.tolist()) == {0, 1} and len(drawn) == 200 * n
+    assert (drawn == 1).float().mean().item() == pytest.approx(0.75, abs=0.03)
+    with pytest.raises(UsageError, match="draw weights"):
+        dataset.set_draw_weights(np.zeros(n))
+
+
+def test_the_whole_picture_test_breaks_found_down_by_yaw_and_face_size(sample_lists):
+    pictures, _ = read_picture_list(sample_lists / "test_pictures.txt")
+    # The finder proposes the annotated boxes and one look is taken: each face's points are then
+    # those of its crop from the annotated box, so found must follow the crop errors bin by bin.
+    boxes = iter([p.boxes for p in pictures])
+
+    def finder(image):
+        chosen = next(boxes)
+        return chosen, np.ones(len(chosen))
+
+    marker = Landmarker("stage2", detector=finder, refine=False)
+    metrics, _ = evaluate_pictures(marker, pictures, operating_threshold=0.5)
+    truth = np.concatenate([p.points for p in pictures])
+    sizes = np.concatenate([box_scale(p.boxes) for p in pictures])
+    assert sum(row["faces"] for row in metrics["by_size"].values()) == metrics["faces"] == len(truth)
+    for i, (_, name) in enumerate(SIZE_BINS):
+        assert metrics["by_size"].get(name, {"faces": 0})["faces"] == int((bin_of(sizes, SIZE_BINS) == i).sum())
+    crops = np.stack([f.points for p in pictures for f in marker.landmarks(load(p.image), p.boxes, verify=False)])
+    crop_found = nme(crops, truth, box_normaliser(truth)) < 0.10
+    yaws = np.concatenate([face_yaws(p.points, marker.scheme, size_of(p.image)) for p in pictures])
+    for i, (_, name) in enumerate(YAW_BINS):
+        part = bin_of(yaws, YAW_BINS) == i
+        if part.any():
+            assert metrics["by_yaw"][name]["found"] == pytest.approx(crop_found[part].mean())
+
+
+def load(path):
+    from landmarks.data.images import load_image
+    return load_image(path, 3)
+
+
+def size_of(path):
+    image = load(path)
+    return image.shape[1], image.shape[0]
