@@ -1,4 +1,5 @@
-"""Whole-picture prediction speed: the trained face detector against OpenCV's Haar cascade.
+"""Whole-picture prediction speed: the trained face detector against OpenCV's Haar cascade, with
+the nets in ONNX Runtime or PyTorch.
 
 Pictures of a picture list are resized so that their longer side is 700 pixels (about
 700 x 600) and kept as JPEG bytes in memory. Each finder then runs the whole pipeline on
@@ -7,6 +8,7 @@ turns picture by picture so that a change in the machine's speed affects both al
 Reported: median milliseconds per picture for each part, and faces found.
 
     python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt
+    python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --backends auto torch
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
 from landmarks.data.pictures import shrink
 from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.runtime import BACKENDS
 
 
 def jpeg_at(path: Path, side: int) -> bytes:
@@ -49,6 +52,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="stage3", help="landmark model (default: %(default)s)")
     parser.add_argument("--detectors", nargs="+", default=["default", "haar"],
                         help="face finders to compare (default: the shipped detector and haar)")
+    parser.add_argument("--backends", nargs="+", default=["auto"], choices=BACKENDS,
+                        help="how the nets run, each timed with each finder (default: auto, ONNX Runtime where "
+                             "installed)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the pictures (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -57,7 +63,8 @@ def main(argv=None) -> int:
     pictures = pictures[:args.count]
     encoded = [jpeg_at(p.image, args.side) for p in pictures]
     sizes = [Image.open(io.BytesIO(b)).size for b in encoded]
-    markers = {name: Landmarker(args.model, detector=name) for name in args.detectors}
+    markers = {f"{name}/{backend}": Landmarker(args.model, detector=name, backend=backend)
+               for name in args.detectors for backend in args.backends}
     times = {name: {"decode": [], "detector": [], "landmarks": []} for name in markers}
     found = {name: 0 for name in markers}
     for round_number in range(args.rounds + 1):  # the first pass warms up, untimed
@@ -77,13 +84,14 @@ def main(argv=None) -> int:
     print(f"{len(pictures)} pictures of {args.pictures}, median {statistics.median(widths):.0f} x "
           f"{statistics.median(heights):.0f}; {args.threads} thread(s), torch {torch.__version__}, "
           f"model {args.model}, {args.rounds} rounds")
-    print(f"{'finder':10s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} {'with decode':>12s} "
+    print(f"{'finder/backend':16s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} {'with decode':>12s} "
           f"{'faces':>6s}   (median ms per picture)")
     for name, parts in times.items():
         pipeline = np.add(parts["detector"], parts["landmarks"])
         total = pipeline + np.array(parts["decode"])
-        label = getattr(markers[name].finder, "name", name)
-        print(f"{label:10s} {1000 * np.median(parts['decode']):8.1f} {1000 * np.median(parts['detector']):9.1f} "
+        marker = markers[name]
+        label = f"{getattr(marker.finder, 'name', name)}/{marker.backend}"
+        print(f"{label:16s} {1000 * np.median(parts['decode']):8.1f} {1000 * np.median(parts['detector']):9.1f} "
               f"{1000 * np.median(parts['landmarks']):10.1f} {1000 * np.median(pipeline):9.1f} "
               f"{1000 * np.median(total):12.1f} {found[name]:6d}")
     return 0

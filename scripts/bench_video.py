@@ -32,6 +32,7 @@ from landmarks.inference.clips import pan_frames, still_frames, tilt_frames, wri
 from landmarks.inference.evaluate import FOUND_NME
 from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.inference.predict import draw_faces
+from landmarks.inference.runtime import BACKENDS
 from landmarks.inference.track import Tracker, TrackSettings
 from landmarks.inference.video import VideoWriter, open_video
 from landmarks.metrics import box_normaliser, match_faces, nme
@@ -52,9 +53,11 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="stage3", help="(default: %(default)s)")
     parser.add_argument("--detector", default="default", help="(default: the shipped detector)")
     parser.add_argument("--threads", type=int, default=2, help="(default: %(default)s)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="how the nets run (default: auto, ONNX Runtime where installed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    marker = Landmarker(args.model, detector=args.detector)
+    marker = Landmarker(args.model, detector=args.detector, backend=args.backend)
     smoothing = TrackSettings(min_cutoff=args.min_cutoff, beta=args.beta)
     unsmoothed = dataclasses.replace(smoothing, smooth=False)
     image = load_image(args.picture, 3)
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
         tilt, matrices = tilt_frames(image, args.frames)
         figures = {}
         for name, above in (("turned", LandmarkerSettings.turn_above), ("unturned", 0)):
-            follower = Landmarker(args.model, detector=args.detector, turn_above=above)
+            follower = Landmarker(args.model, detector=args.detector, turn_above=above, backend=args.backend)
             tracker, errors = Tracker(follower, smoothing), []
             for i, (frame, matrix) in enumerate(zip(tilt, matrices)):
                 faces = [f for f in tracker.update(frame, i / args.fps) if f.is_face]

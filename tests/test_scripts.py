@@ -44,13 +44,17 @@ def test_bench_designs_compares_the_cascade_with_the_single_shot_detector(capsys
     assert any(line.startswith("single-shot detector") for line in out.splitlines())
 
 
-def test_bench_pictures_times_each_finder(sample_lists, capsys, monkeypatch):
+def test_bench_pictures_times_each_finder_with_each_backend(sample_lists, capsys, monkeypatch):
     code, out = run_script("scripts/bench_pictures.py", ["--pictures", str(sample_lists / "test_pictures.txt"),
-                                                         "--count", "2", "--rounds", "1", "--detectors", "default"],
+                                                         "--count", "2", "--rounds", "1", "--detectors", "default",
+                                                         "--backends", "onnxruntime", "torch"],
                            capsys, monkeypatch)
-    row = next(numbers(line) for line in out.splitlines() if line.startswith("net "))
-    decode, detector, landmarks, pipeline, with_decode = row[:5]
-    assert code == 0 and detector > 0 and landmarks > 0 and with_decode >= pipeline
+    assert code == 0
+    rows = {line.split()[0]: numbers(line) for line in out.splitlines() if line.startswith("net/")}
+    assert set(rows) == {"net/onnxruntime", "net/torch"}
+    for decode, detector, landmarks, pipeline, with_decode, faces in rows.values():
+        assert detector > 0 and landmarks > 0 and with_decode >= pipeline
+    assert rows["net/onnxruntime"][5] == rows["net/torch"][5]  # the same faces found either way
 
 
 def test_bench_train_compares_the_course_style_loop_with_ours(sample_lists):

@@ -19,6 +19,7 @@ from ..data.pictures import fit_picture, normalise_pictures
 from ..errors import DataError, UsageError
 from ..geometry import box_scale
 from ..net.faces import fuse_batch_norm
+from .runtime import RuntimeNet, choose_backend
 
 # Where the course's annotated face box lies in a Haar detection box, as shares of its
 # width and height (x1, y1, x2, y2): medians over 357 matched faces, measured by
@@ -105,7 +106,7 @@ class NetFinder:
     name = "net"
 
     def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None,
-                 zoom_below: float = ZOOM_BELOW):
+                 zoom_below: float = ZOOM_BELOW, backend: str = "torch"):
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
         if zoom_below < 0:
@@ -118,6 +119,9 @@ class NetFinder:
         self.threshold = self.default_threshold if threshold is None else threshold
         self.device = torch.device(device)
         self.net = fuse_batch_norm(loaded.net.eval()).to(self.device, memory_format=torch.channels_last)
+        self.backend = choose_backend(backend, self.device)
+        if self.backend == "onnxruntime":
+            self.net = RuntimeNet(self.net, torch.zeros(1, 3, self.size, self.size), {2: "height", 3: "width"})
         self.codec = CentreBoxes(loaded.net.stride)
         # Pictures darker than the training ones are lifted first (lift_dark).
         self.dark_floor, self.dark_target = DARK_FLOOR, DARK_TARGET
@@ -134,7 +138,9 @@ class NetFinder:
         """One pass with the picture's longer side at ``size`` -> (boxes in picture pixels, scores,
         detector pixels per picture pixel)."""
         canvas, scale = fit_picture(rgb, size)
-        batch = normalise_pictures(canvas[None]).to(self.device).contiguous(memory_format=torch.channels_last)
+        batch = normalise_pictures(canvas[None])
+        if self.backend == "torch":
+            batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             boxes, scores = self.codec.decode(self.net(batch), threshold=self.threshold)[0]
         return boxes.cpu().double().numpy() / scale, scores.cpu().double().numpy(), scale
@@ -159,12 +165,12 @@ DEFAULT_FINDER = "faces"  # the shipped detector; "haar" where it is not install
 
 
 def make_finder(detector, threshold: float | None = None, device: str = "cpu", size: int | None = None,
-                zoom_below: float | None = None):
+                zoom_below: float | None = None, backend: str = "torch"):
     """A face finder from a name: "haar", a shipped detector's name, a detector checkpoint; None
     (boxes are given), or any callable ``image -> (boxes, scores)``. ``size``: the longer side a
     trained detector resizes pictures to (default: its own); ``zoom_below``: a second pass at
     twice that size when a sure face is smaller than this in detector pixels (0: never;
-    default: ZOOM_BELOW)."""
+    default: ZOOM_BELOW); ``backend``: how a trained detector's net runs (runtime.choose_backend)."""
     if detector is None or callable(detector):
         return detector
     if detector == "default":
@@ -176,4 +182,4 @@ def make_finder(detector, threshold: float | None = None, device: str = "cpu", s
             raise UsageError("--detector-zoom-below is for a trained face detector; the Haar cascade scans every scale")
         return HaarFinder()
     return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device, size,
-                     ZOOM_BELOW if zoom_below is None else zoom_below)
+                     ZOOM_BELOW if zoom_below is None else zoom_below, backend)

@@ -27,6 +27,7 @@ from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size,
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import ZOOM_BELOW, make_finder
+from .runtime import BACKENDS, RuntimeNet, choose_backend
 
 
 @dataclass
@@ -90,8 +91,9 @@ class LandmarkerSettings:
     min_face_prob: float | None = setting(None, "models with a face branch: a crop is a face from this probability "
                                           "on, in test (crops and pictures), predict and --predictions-out",
                                           default_text="the model's face_threshold")
-    backend: str = setting("torch", "run the landmark model with PyTorch, or an exported ONNX file given as the "
-                           "model", choices=("torch", "onnxruntime"))
+    backend: str = setting("auto", "run the nets with PyTorch, or with ONNX Runtime (a checkpoint is converted in "
+                           "memory; an exported .onnx file runs as it is)", choices=BACKENDS,
+                           default_text="auto: ONNX Runtime on a CPU where it is installed, else PyTorch")
     # Averaging each crop with its mirror image is a model setting (Config.test_flip); None keeps the model's.
     test_flip: bool | None = setting(None, "average each crop with its mirror image", flag=False)
 
@@ -119,26 +121,32 @@ class Landmarker:
         settings = replace(settings or LandmarkerSettings(), **overrides)
         self.settings = settings
         self.device = torch.device(device)
-        if settings.backend == "onnxruntime":
-            if model is None or not str(model).endswith(".onnx"):
-                raise UsageError("backend onnxruntime needs a model FILE.onnx, written by --phase export")
+        exported = model is not None and not isinstance(model, Loaded) and str(model).endswith(".onnx")
+        backend = "onnxruntime" if exported else choose_backend(settings.backend, self.device)
+        self.backend = backend
+        self._session = None
+        if exported:
+            if settings.backend == "torch":
+                raise UsageError(f"{model}: an exported ONNX model runs with --backend onnxruntime, not torch")
             self.spec = read_export_spec(Path(model))
             onnxruntime = require_extra("onnxruntime", "the onnxruntime backend")
             self._session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        elif settings.backend == "torch":
+        else:
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
-            self._session = None
-            self._model = loaded.spec.inference_model(loaded.net, settings.test_flip).to(self.device)
+            self._model = loaded.spec.inference_model(loaded.net, settings.test_flip).to(self.device).eval()
             # The first look only places the second one: no flip averaging there (half the work).
-            self._quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device)
-        else:
-            raise UsageError(f"backend must be torch or onnxruntime, got {settings.backend!r}")
+            self._quick_model = loaded.spec.inference_model(loaded.net, False).to(self.device).eval()
+            if backend == "onnxruntime":
+                c = self.spec.config
+                example = torch.zeros(2, c.channels, c.input_size, c.input_size)
+                self._model = RuntimeNet(self._model, example, {0: "faces"})
+                self._quick_model = RuntimeNet(self._quick_model, example, {0: "faces"})
         self.config = self.spec.config
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if settings.min_face_prob is None else settings.min_face_prob
         self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
-                                  settings.detector_zoom_below)
+                                  settings.detector_zoom_below, backend)
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
@@ -152,7 +160,7 @@ class Landmarker:
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
         model = self._quick_model if first_look else self._model
         with torch.no_grad():
-            points, prob = split_inference(model(batch.to(self.device)))
+            points, prob = split_inference(model(batch if self.backend == "onnxruntime" else batch.to(self.device)))
         return points.cpu().numpy(), None if prob is None else prob.cpu().numpy()
 
     def _crops(self, image: np.ndarray, crop_boxes: np.ndarray, matrices=None) -> torch.Tensor:
@@ -163,7 +171,7 @@ class Landmarker:
         crops = np.stack([(crop_resize(image, box, s, s) if m is None else warp_crop(image, m, s, s)).transpose(2, 0, 1)
                           for box, m in zip(crop_boxes, matrices)])
         batch = normalize_images(torch.from_numpy(crops).float(), self.config.normalize)
-        return batch.contiguous(memory_format=torch.channels_last) if self._session is None else batch
+        return batch.contiguous(memory_format=torch.channels_last) if self.backend == "torch" else batch
 
     def landmarks(self, image, face_boxes, scores=None, verify: bool = True) -> list[Face]:
         """Landmarks for given face boxes [N, 4] on an image (path or array), one Face per box;

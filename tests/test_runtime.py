@@ -1,0 +1,72 @@
+"""Nets in ONNX Runtime (the auto backend): the same faces and points as PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from landmarks.checkpoint import load_model, resolve_model
+from landmarks.data.images import load_image
+from landmarks.errors import UsageError
+from landmarks.inference.faces import make_finder
+from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.runtime import RuntimeNet, choose_backend, has_onnxruntime
+from landmarks.net.faces import fuse_batch_norm
+
+pytestmark = pytest.mark.skipif(not has_onnxruntime(), reason="onnxruntime is not installed")
+
+
+def test_auto_picks_onnxruntime_on_a_cpu_and_torch_elsewhere():
+    assert choose_backend("auto", torch.device("cpu")) == "onnxruntime"
+    assert choose_backend("auto", torch.device("cuda")) == "torch"
+    assert choose_backend("torch", torch.device("cpu")) == "torch"
+    with pytest.raises(UsageError, match="--backend torch"):
+        choose_backend("onnxruntime", torch.device("cuda"))
+    with pytest.raises(UsageError, match="backend must be one of"):
+        choose_backend("tensorrt", torch.device("cpu"))
+
+
+def test_a_landmark_model_in_the_runtime_gives_pytorchs_points_and_face_probability_at_any_batch():
+    loaded = load_model(resolve_model("stage3"))
+    model = loaded.spec.inference_model(loaded.net, True).eval()
+    runtime = RuntimeNet(model, torch.zeros(2, 1, 112, 112), {0: "faces"})
+    batch = torch.randn(5, 1, 112, 112)
+    with torch.no_grad():
+        points, prob = model(batch)
+    got_points, got_prob = runtime(batch)
+    assert got_points.shape == points.shape and got_prob.shape == prob.shape
+    assert torch.allclose(got_points, points, atol=1e-5) and torch.allclose(got_prob, prob, atol=1e-5)
+
+
+def test_the_detector_in_the_runtime_gives_pytorchs_maps_at_another_picture_size():
+    loaded = load_model(resolve_model("faces"), expect_task="faces")
+    net = fuse_batch_norm(loaded.net.eval())
+    runtime = RuntimeNet(net, torch.zeros(1, 3, 128, 128), {2: "height", 3: "width"})
+    picture = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        expected = net(picture)
+    got = runtime(picture)
+    assert set(got) == set(expected)
+    for key in expected:
+        assert torch.allclose(got[key], expected[key], atol=1e-4), key
+
+
+def test_whole_pictures_find_the_same_faces_and_points_with_either_backend(sample_dir):
+    image = load_image(sample_dir / "I" / "000421.jpg", 3)
+    fast, plain = Landmarker(), Landmarker(backend="torch")
+    assert fast.backend == "onnxruntime" and fast.finder.backend == "onnxruntime" and plain.backend == "torch"
+    a, b = fast.detect(image), plain.detect(image)
+    assert len(a) == len(b) >= 2
+    for x, y in zip(a, b):
+        assert np.abs(x.box - y.box).max() < 1e-2
+        assert np.abs(x.points - y.points).max() < 1e-2 and abs(x.face_prob - y.face_prob) < 1e-4
+
+
+def test_an_exported_onnx_file_is_refused_with_the_torch_backend(tmp_path):
+    with pytest.raises(UsageError, match="--backend onnxruntime"):
+        Landmarker(tmp_path / "model.onnx", backend="torch")
+
+
+def test_the_haar_finder_ignores_the_backend():
+    assert make_finder("haar", backend="onnxruntime").name == "haar"
