@@ -88,9 +88,10 @@ def test_weighted_draws_take_samples_in_proportion_to_their_weights(sample_lists
 
 def test_the_whole_picture_test_breaks_found_down_by_yaw_and_face_size(sample_lists):
     pictures, _ = read_picture_list(sample_lists / "test_pictures.txt")
-    # The finder proposes the annotated boxes and one look is taken: each face's points are then
-    # those of its crop from the annotated box, so found must follow the crop errors bin by bin.
-    boxes = iter([p.boxes for p in pictures])
+    # The finder proposes the annotated boxes (none in the first picture) and one look is taken:
+    # each face's points are then those of its crop from the annotated box, so found must follow
+    # the crop errors bin by bin, and the first picture's faces are missed as not proposed.
+    boxes = iter([np.zeros((0, 4))] + [p.boxes for p in pictures[1:]])
 
     def finder(image):
         chosen = next(boxes)
@@ -104,12 +105,17 @@ def test_the_whole_picture_test_breaks_found_down_by_yaw_and_face_size(sample_li
     for i, (_, name) in enumerate(SIZE_BINS):
         assert metrics["by_size"].get(name, {"faces": 0})["faces"] == int((bin_of(sizes, SIZE_BINS) == i).sum())
     crops = np.stack([f.points for p in pictures for f in marker.landmarks(load(p.image), p.boxes, verify=False)])
-    crop_found = nme(crops, truth, box_normaliser(truth)) < 0.10
+    unseen = np.arange(len(truth)) < len(pictures[0].boxes)
+    crop_found = (nme(crops, truth, box_normaliser(truth)) < 0.10) & ~unseen
     yaws = np.concatenate([face_yaws(p.points, marker.scheme, size_of(p.image)) for p in pictures])
     for i, (_, name) in enumerate(YAW_BINS):
         part = bin_of(yaws, YAW_BINS) == i
         if part.any():
             assert metrics["by_yaw"][name]["found"] == pytest.approx(crop_found[part].mean())
+    assert len(metrics["missed"]) == int((~crop_found).sum()) and unseen.any()
+    causes = metrics["missed_by_cause"]
+    assert causes["not proposed"] == int(unseen.sum()) and causes["refused"] == 0  # stage2 has no face branch
+    assert [m["face"] for m in metrics["missed"] if m["cause"] == "not proposed"] == list(range(int(unseen.sum())))
 
 
 def load(path):
@@ -120,3 +126,15 @@ def load(path):
 def size_of(path):
     image = load(path)
     return image.shape[1], image.shape[0]
+
+
+def test_a_missed_face_is_put_down_to_the_finder_the_face_branch_or_its_points():
+    from landmarks.inference.evaluate import why_missed
+    truth_box = np.array([100.0, 100, 200, 200])
+    truth = np.stack(np.meshgrid(np.linspace(110, 190, 7), np.linspace(110, 190, 3)), -1).reshape(21, 2)
+    far = np.array([[400.0, 400, 480, 480]])
+    assert why_missed(truth_box, truth, far, []) == ("not proposed", 0.0)
+    cause, overlap = why_missed(truth_box, truth, np.array([[105.0, 100, 205, 200]]), [])
+    assert cause == "refused" and overlap == pytest.approx(95 / 105)
+    cause, error = why_missed(truth_box, truth, far, [(truth_box + 10, truth + 30)])
+    assert cause == "points off" and error == pytest.approx(np.hypot(30, 30) / 80)

@@ -11,7 +11,9 @@ Reported (metrics JSON and log):
 - crop_*: the landmark metrics of the same faces from their annotated boxes, which shows what
   the face finder costs;
 - by_yaw, by_size: found, NME_io of the found and the crop figures per bin of head yaw (from the
-  annotated points) and of face size (metrics.YAW_BINS, SIZE_BINS).
+  annotated points) and of face size (metrics.YAW_BINS, SIZE_BINS);
+- missed (each face not found, with its size, yaw and why: ``why_missed``), missed_by_cause,
+  and false (each false face, with its face probability and finder score).
 """
 
 from __future__ import annotations
@@ -30,12 +32,30 @@ from ..data.labels import Picture, Report, group_pictures, read_picture_list
 from ..data.pose import face_yaws
 from ..errors import UsageError
 from ..files import Outputs
-from ..geometry import box_scale
+from ..geometry import box_scale, iou
 from ..metrics import (SIZE_BINS, YAW_BINS, average_precision, bin_of, box_normaliser, breakdown,
                        interocular_normaliser, landmark_metrics, match_boxes, match_faces, nme, precision_recall)
 from .landmarker import Landmarker, LandmarkerSettings
 
 FOUND_NME = 0.10
+
+
+MISS_CAUSES = ("not proposed", "refused", "points off")
+
+
+def why_missed(truth_box, truth_points, candidates, kept: list) -> tuple[str, float]:
+    """Why a face no kept face found: (cause, figure). ``candidates`` [N, 4]: the finder's boxes
+    that went on to the landmarks; ``kept``: the picture's kept faces (box, points).
+    - points off: a kept face overlaps it (IoU >= 0.3), with points too far (figure: their NME_box);
+    - refused: a candidate proposed it (IoU >= 0.5), but no face was kept there (the face branch
+      said no, or it merged into another face; figure: the candidate's IoU);
+    - not proposed: no candidate overlaps it by 0.5 (figure: the best IoU)."""
+    near = [nme(points[None], truth_points[None], box_normaliser(truth_points[None]))[0]
+            for box, points in kept if iou(truth_box, box)[0] >= 0.3]
+    if near:
+        return "points off", float(min(near))
+    overlap = float(iou(truth_box, candidates).max(initial=0.0))
+    return ("refused" if overlap >= 0.5 else "not proposed"), overlap
 
 
 def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_threshold: float,
@@ -46,7 +66,7 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
     scores, hits, proposed = [], [], 0
     found_nmes, found_io, false_faces, faces_total = [], [], 0, 0
     crop_pred, crop_truth, crop_rejected = [], [], 0
-    yaws, sizes = [], []
+    yaws, sizes, misses, false_list = [], [], [], []
     iterator = pictures
     if progress:
         iterator = tqdm(pictures, desc="pictures", unit="pic", leave=False, disable=None)
@@ -74,6 +94,15 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         faces_total += len(picture.boxes)
         yaws.append(face_yaws(picture.points, marker.scheme, (rgb.shape[1], rgb.shape[0])))
         sizes.append(box_scale(picture.boxes) if len(picture.boxes) else np.zeros(0))
+        kept = [(f.box, f.points) for f in faces]
+        for j in np.flatnonzero(np.isnan(nmes)):
+            cause, figure = why_missed(picture.boxes[j], picture.points[j], boxes[operating], kept)
+            misses.append({"image": str(picture.image), "face": int(j), "size_px": round(float(sizes[-1][j]), 1),
+                           "yaw": round(float(yaws[-1][j]), 1), "cause": cause, "figure": round(figure, 3)})
+        false_list += [{"image": str(picture.image), "box": [round(float(v), 1) for v in f.box],
+                        "face_prob": None if f.face_prob is None else round(f.face_prob, 3),
+                        "score": None if f.score is None else round(f.score, 3)}
+                       for f, u in zip(faces, used) if not u]
         if len(picture.boxes):
             on_truth = marker.landmarks(rgb, picture.boxes, verify=False)
             crop_pred += [f.points for f in on_truth]
@@ -95,6 +124,8 @@ def evaluate_pictures(marker: Landmarker, pictures: list[Picture], operating_thr
         "ms_detector": float(np.median(times["detector"]) * 1000),
         "ms_landmarks": float(np.median(times["landmarks"]) * 1000),
         "ms_picture": float(np.median(np.add(times["detector"], times["landmarks"])) * 1000),
+        "missed_by_cause": {cause: sum(m["cause"] == cause for m in misses) for cause in MISS_CAUSES},
+        "missed": misses, "false": false_list,
     }
     if crop_truth:
         pred, truth = np.array(crop_pred), np.array(crop_truth)
@@ -176,6 +207,9 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
         print(f"the same faces from their annotated boxes: found {metrics['crop_found']:.3f}  NME_box "
               f"{metrics['crop_nme_box']:.2f}%  NME_io {metrics['crop_nme_io']:.2f}%  FR@0.1 "
               f"{metrics['crop_fr_io@0.1']:.1f}%  rejected by the face branch {metrics['crop_rejected']:.3f}")
+    causes = metrics["missed_by_cause"]
+    print(f"missed {sum(causes.values())}: " + ", ".join(f"{cause} {count}" for cause, count in causes.items())
+          + " (each missed and each false face: --metrics-json)")
     for key, title in (("by_yaw", "head yaw (of the annotated points)"), ("by_size", "face size (annotated box)")):
         if metrics.get(key):
             print(f"by {title}: faces, found, NME_io of found; from the annotated boxes NME_io, FR@0.1")
