@@ -138,3 +138,12 @@ def test_a_missed_face_is_put_down_to_the_finder_the_face_branch_or_its_points()
     assert cause == "refused" and overlap == pytest.approx(95 / 105)
     cause, error = why_missed(truth_box, truth, far, [(truth_box + 10, truth + 30)])
     assert cause == "points off" and error == pytest.approx(np.hypot(30, 30) / 80)
+
+
+def test_list_building_counts_each_parts_faces_by_head_yaw(tmp_path, sample_dir):
+    summary = build_lists(sample_dir, tmp_path / "lists", test_ratio=0.25, seed=0)
+    spread = summary["yaw_counts"]
+    assert set(spread) == {"train", "test"} and list(spread["train"]) == [name for _, name in YAW_BINS]
+    for part in ("train", "test"):
+        faces = sum(e.is_face for e in read_list(tmp_path / "lists" / f"{part}.txt").entries)
+        assert sum(spread[part].values()) == faces > 0

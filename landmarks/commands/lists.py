@@ -173,6 +173,10 @@ def main(argv=None) -> int:
                  if args.framed_positives else ""))
         print(f"scheme {scheme.name} ({scheme.num_points} points); face box as shares of the points' tight box: "
               f"{list(scheme.face_box)}")
+        spread = summary["yaw_counts"]
+        if any(sum(counts.values()) for counts in spread.values()):
+            print(f"faces by head yaw ({', '.join(spread['train'])}): "
+                  + ", ".join(f"{part} {'/'.join(str(n) for n in counts.values())}" for part, counts in spread.items()))
         for name, counts in summary["attribute_counts"].items():
             print(f"attribute {name}: {counts} faces per class")
         if args.verify and summary["train_lines"]:

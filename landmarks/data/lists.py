@@ -15,10 +15,12 @@ from tqdm import tqdm
 from ..errors import DataError, UsageError
 from ..files import Outputs
 from ..geometry import EXPAND_RATIO, box_centre, contains, crop_box, expand_box, iou
+from ..metrics import YAW_BINS, bin_of
 from .formats import Source, read_source
 from .images import image_size, load_image
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
                      write_picture_list)
+from .pose import face_yaws
 from .scheme import Scheme, load_scheme
 
 log = logging.getLogger("landmarks")
@@ -28,7 +30,7 @@ NEGATIVE_KINDS = ("random", "partial", "loose")
 DEFAULT_NEGATIVE_KINDS = ("random", "partial")
 # Yaw from the points: where the nose tip falls between the eye centres (0.5 = frontal).
 # Bin edges chosen so that each of the three bins holds a good share of the course data
-# (python -m landmarks.data --yaw-bins prints the counts).
+# (python -m landmarks.data --yaw prints the counts).
 YAW_EDGES = (0.42, 0.58)
 YAW_CLASSES = ["left", "frontal", "right"]
 
@@ -220,8 +222,9 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     images = sorted(by_image)
     if find_faces is not None:
         images = tqdm(images, desc="detector negatives", unit="img", leave=False, disable=None)
+    sizes: dict[Path, tuple[int, int]] = {}
     for image in images:
-        width, height = image_size(image)
+        width, height = sizes[image] = image_size(image)
         faces = by_image[image]
         entries += [to_list_entry(face, width, height, ratio) for face in faces]
         face_boxes = np.stack([face.box for face in faces])
@@ -239,6 +242,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         share = val_ratio / max(1.0 - test_ratio, 1e-9)
         parts["train"], parts["val"] = split_by_image(train, lambda e: photo_of(e.image), min(share, 1.0),
                                                         seed + 1)
+    yaw_counts = {name: yaw_spread(part, target, sizes) for name, part in parts.items()}
     framed = 0
     if frame_faces is not None:
         extra = framed_entries(frame_faces, parts["train"], by_image, ratio)
@@ -265,10 +269,22 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         "train_non_faces": sum(not e.is_face for e in train), "framed_faces": framed,
         "test_non_faces": sum(not e.is_face for e in test),
         "images": len(by_image), "summary": report.summary(), "scheme": target,
+        "yaw_counts": yaw_counts,
         "attribute_counts": {name: np.bincount([int(a.attributes[name]) for a in annotations],
                                                minlength=len(classes)).tolist()
                              for name, classes in attributes.items()},
     }
+
+
+def yaw_spread(entries: list[ListEntry], scheme: Scheme, sizes: dict[Path, tuple[int, int]]) -> dict[str, int]:
+    """Faces of a list part per bin of head yaw (metrics.YAW_BINS), as the points give it; faces
+    whose yaw cannot be told (a point unlabelled, a scheme with no pose) are left out."""
+    faces = [e for e in entries if e.is_face]
+    if not faces:
+        return {name: 0 for _, name in YAW_BINS}
+    points = np.stack([e.points + e.box[:2] for e in faces])
+    bins = bin_of(face_yaws(points, scheme, np.array([sizes[Path(e.image)] for e in faces])), YAW_BINS)
+    return {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
 
 
 def framed_entries(frame_faces, train: list[ListEntry], by_image: dict[Path, list[Annotation]],

@@ -18,6 +18,7 @@ import torch
 from ..checkpoint import load_model, read_checkpoint, resolve_model
 from ..config import Config, load_config_file
 from ..data.dataset import FaceLandmarksDataset, balanced_weights, check_list_stage
+from ..data.images import image_size
 from ..data.labels import LandmarkList, predictions_text, read_list, read_picture_list
 from ..data.lists import ensure_lists
 from ..data.pictures import PictureAugment, PictureDataset
@@ -86,13 +87,16 @@ def make_dataset(data: LandmarkList, spec: ModelSpec, job: Job, train: bool) -> 
 
 
 def pose_weights(dataset: FaceLandmarksDataset, spec: ModelSpec, power: float) -> np.ndarray:
-    """Draw weights of ``--pose-balance``: faces weighed by how rare their yaw bin is (yaw of the
-    listed points, each crop taken as the picture); non-faces and faces of no pose weigh 1."""
+    """Draw weights of ``--pose-balance``: faces weighed by how rare their yaw bin is (the yaw the
+    listed points give in their picture, as the whole-picture test bins faces); non-faces and
+    faces of no pose weigh 1."""
     faces = [e for e in dataset.entries if e.is_face]
     bins = np.full(len(dataset.entries), -1)
     if faces:
-        sizes = np.array([[e.box[2] - e.box[0], e.box[3] - e.box[1]] for e in faces])
-        face_bins = bin_of(face_yaws(np.stack([e.points for e in faces]), spec.scheme, sizes), YAW_BINS)
+        picture_sizes = {image: image_size(image) for image in {Path(e.image) for e in faces}}
+        sizes = np.array([picture_sizes[Path(e.image)] for e in faces])
+        points = np.stack([e.points + e.box[:2] for e in faces])
+        face_bins = bin_of(face_yaws(points, spec.scheme, sizes), YAW_BINS)
         bins[np.flatnonzero([e.is_face for e in dataset.entries])] = face_bins
     counts = {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
     log.info("pose balance %g: training faces by yaw %s", power, ", ".join(f"{k} {v}" for k, v in counts.items()))
