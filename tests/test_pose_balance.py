@@ -147,3 +147,22 @@ def test_list_building_counts_each_parts_faces_by_head_yaw(tmp_path, sample_dir)
     for part in ("train", "test"):
         faces = sum(e.is_face for e in read_list(tmp_path / "lists" / f"{part}.txt").entries)
         assert sum(spread[part].values()) == faces > 0
+
+
+def test_a_detectors_pictures_are_drawn_by_their_rarest_face(sample_lists):
+    from landmarks.data.pictures import PictureDataset
+    from landmarks.train.run import picture_pose_weights, pose_weights
+    pictures, _ = read_picture_list(sample_lists / "train_pictures.txt")
+    dataset = PictureDataset(pictures, size=64)
+    scheme = load_scheme("course21")
+    weights = picture_pose_weights(dataset, scheme, 1.0)
+    faces = [(i, p) for i, picture in enumerate(dataset.pictures) for p in picture.points]
+    sizes = np.array([size_of(dataset.pictures[i].image) for i, _ in faces])
+    per_face = pose_weights(np.stack([p for _, p in faces]), sizes, scheme, 1.0)
+    for i in range(len(dataset)):
+        assert weights[i] == pytest.approx(max(w for (j, _), w in zip(faces, per_face) if j == i))
+    chosen = np.zeros(len(dataset))
+    chosen[2] = 1.0
+    dataset.set_draw_weights(chosen)
+    drawn = torch.cat([b["index"] for b in dataset.batches(4, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    assert set(drawn.tolist()) == {2} and len(drawn) == len(dataset)

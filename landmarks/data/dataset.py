@@ -198,10 +198,7 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
     def set_draw_weights(self, weights) -> None:
         """[N] weights: shuffled batches then draw each epoch's samples with replacement in
         proportion to them (``balanced_weights``), rather than each sample once."""
-        weights = torch.as_tensor(weights, dtype=torch.float64)
-        if weights.shape != (len(self),) or not bool((weights >= 0).all()) or not float(weights.sum()) > 0:
-            raise UsageError(f"draw weights: need {len(self)} weights >= 0, not all 0")
-        self.draw_weights = weights
+        self.draw_weights = checked_weights(weights, len(self))
 
     def collate(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         # index_select copies whole rows; crops[indices] went element by element, 30x slower.
@@ -235,12 +232,7 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
                 rank: int = 0, world_size: int = 1):
         """Yield batched samples; with ``world_size`` > 1 each rank gets its own shard."""
         n = len(self)
-        if not shuffle:
-            order = torch.arange(n)
-        elif self.draw_weights is not None:
-            order = torch.multinomial(self.draw_weights, n, replacement=True, generator=generator)
-        else:
-            order = torch.randperm(n, generator=generator)
+        order = draw_order(n, shuffle, self.draw_weights, generator)
         if world_size > 1:
             # Pad so every rank runs the same number of steps, as DistributedSampler does.
             per_rank = -(-n // world_size)
@@ -251,6 +243,23 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
     def steps(self, batch_size: int, world_size: int = 1) -> int:
         per_rank = -(-len(self) // world_size)
         return -(-per_rank // batch_size)
+
+
+def checked_weights(weights, n: int) -> torch.Tensor:
+    weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    if weights.shape != (n,) or not bool((weights >= 0).all()) or not float(weights.sum()) > 0:
+        raise UsageError(f"draw weights: need {n} weights >= 0, not all 0")
+    return weights
+
+
+def draw_order(n: int, shuffle: bool, weights: torch.Tensor | None, generator=None) -> torch.Tensor:
+    """An epoch's sample order: 0..n-1 in turn, shuffled, or where ``weights`` are set n draws
+    with replacement in proportion to them."""
+    if not shuffle:
+        return torch.arange(n)
+    if weights is not None:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    return torch.randperm(n, generator=generator)
 
 
 def balanced_weights(groups, power: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from ..geometry import affine_points, box_centre, box_size
+from .dataset import checked_weights, draw_order
 from .images import image_size, to_channels
 from .labels import Picture, Report
 
@@ -103,6 +104,7 @@ class PictureDataset:
         self.augment = augment
         self.keep_side = keep_side or int(size * (augment.zoom[1] if augment else 1.0))
         self.report = Report(strict=strict)
+        self.draw_weights: torch.Tensor | None = None  # set_draw_weights: training draws by them
         images, kept = self._decode(pictures, workers or min(8, os.cpu_count() or 1), progress)
         self.pictures = [pictures[i] for i in kept]
         self.images = [images[i] for i in kept]
@@ -139,13 +141,17 @@ class PictureDataset:
     def __len__(self) -> int:
         return len(self.pictures)
 
+    def set_draw_weights(self, weights) -> None:
+        """[N] weights: shuffled batches draw each epoch's pictures in proportion to them."""
+        self.draw_weights = checked_weights(weights, len(self))
+
     def steps(self, batch_size: int, world_size: int = 1) -> int:
         per_rank = -(-len(self) // world_size)
         return -(-per_rank // batch_size)
 
     def batches(self, batch_size: int, shuffle: bool = False, generator=None, rank: int = 0, world_size: int = 1):
         n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = draw_order(n, shuffle, self.draw_weights, generator)
         if world_size > 1:
             per_rank = -(-n // world_size)
             order = torch.cat([order, order[: per_rank * world_size - n]])[rank::world_size]

@@ -19,7 +19,7 @@ from ..checkpoint import load_model, read_checkpoint, resolve_model
 from ..config import Config, load_config_file
 from ..data.dataset import FaceLandmarksDataset, balanced_weights, check_list_stage
 from ..data.images import image_size
-from ..data.labels import LandmarkList, predictions_text, read_list, read_picture_list
+from ..data.labels import LandmarkList, predictions_text, read_list, read_list_info, read_picture_list
 from ..data.lists import ensure_lists
 from ..data.pictures import PictureAugment, PictureDataset
 from ..data.pose import face_yaws
@@ -82,25 +82,42 @@ def make_dataset(data: LandmarkList, spec: ModelSpec, job: Job, train: bool) -> 
     log.info("%s: %d crops (%d faces, %d non-faces)%s", data.path, len(dataset), int(dataset.is_face.sum()),
              int((~dataset.is_face).sum()), f", {skipped} skipped" if skipped else "")
     if train and config.pose_balance:
-        dataset.set_draw_weights(pose_weights(dataset, spec, config.pose_balance))
+        dataset.set_draw_weights(crop_pose_weights(dataset, spec.scheme, config.pose_balance))
     return dataset
 
 
-def pose_weights(dataset: FaceLandmarksDataset, spec: ModelSpec, power: float) -> np.ndarray:
-    """Draw weights of ``--pose-balance``: faces weighed by how rare their yaw bin is (the yaw the
-    listed points give in their picture, as the whole-picture test bins faces); non-faces and
-    faces of no pose weigh 1."""
-    faces = [e for e in dataset.entries if e.is_face]
-    bins = np.full(len(dataset.entries), -1)
-    if faces:
-        picture_sizes = {image: image_size(image) for image in {Path(e.image) for e in faces}}
-        sizes = np.array([picture_sizes[Path(e.image)] for e in faces])
-        points = np.stack([e.points + e.box[:2] for e in faces])
-        face_bins = bin_of(face_yaws(points, spec.scheme, sizes), YAW_BINS)
-        bins[np.flatnonzero([e.is_face for e in dataset.entries])] = face_bins
+def pose_weights(points: np.ndarray, sizes: np.ndarray, scheme, power: float) -> np.ndarray:
+    """Draw weights of ``--pose-balance`` for faces ([N, K, 2] points in pictures of ``sizes``
+    [N, 2]): each weighed by how rare its yaw bin is (``balanced_weights``; a face of no pose
+    weighs 1), as the whole-picture test bins faces."""
+    bins = bin_of(face_yaws(points, scheme, sizes), YAW_BINS) if len(points) else np.zeros(0, int)
     counts = {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
     log.info("pose balance %g: training faces by yaw %s", power, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return balanced_weights(bins, power)
+
+
+def crop_pose_weights(dataset: FaceLandmarksDataset, scheme, power: float) -> np.ndarray:
+    """``pose_weights`` for a crop dataset's faces, their points placed in their pictures; non-faces weigh 1."""
+    faces = np.flatnonzero([e.is_face for e in dataset.entries])
+    weights = np.ones(len(dataset.entries))
+    if len(faces):
+        entries = [dataset.entries[i] for i in faces]
+        picture_sizes = {image: image_size(image) for image in {Path(e.image) for e in entries}}
+        sizes = np.array([picture_sizes[Path(e.image)] for e in entries])
+        weights[faces] = pose_weights(np.stack([e.points + e.box[:2] for e in entries]), sizes, scheme, power)
+    return weights
+
+
+def picture_pose_weights(dataset: PictureDataset, scheme, power: float) -> np.ndarray:
+    """``pose_weights`` for a detector's training pictures: each weighs as its rarest face (1 if none)."""
+    faces = [(i, points) for i, picture in enumerate(dataset.pictures) for points in picture.points]
+    weights = np.zeros(len(dataset.pictures))
+    if faces:
+        sizes = np.array([image_size(dataset.pictures[i].image) for i, _ in faces])
+        face_weights = pose_weights(np.stack([points for _, points in faces]), sizes, scheme, power)
+        for (i, _), weight in zip(faces, face_weights):
+            weights[i] = max(weights[i], weight)
+    return np.where(weights > 0, weights, 1.0)
 
 
 def writable_folder(folder: Path) -> Path:
@@ -237,6 +254,11 @@ def prepare_faces(job: Job, config: Config, model_path: Path | None, ranks: Dist
     train_set = PictureDataset(pictures, size=config.input_size, augment=augment, strict=job.strict,
                                progress=job.progress)
     log.info("%s: %d pictures, %d faces", train_path, len(train_set), sum(len(p.boxes) for p in train_set.pictures))
+    if config.pose_balance:
+        if not (train_path.parent / "lists.json").is_file():
+            raise UsageError(f"--pose-balance: {train_path.parent} has no lists.json to say the points' scheme")
+        scheme = read_list_info(train_path.parent).scheme
+        train_set.set_draw_weights(picture_pose_weights(train_set, scheme, config.pose_balance))
     val_set = None
     if test_path.is_file() and test_path.read_text().strip():
         pictures, _ = read_picture_list(test_path, strict=job.strict)
