@@ -21,13 +21,13 @@ from ..config import setting
 from ..checkpoint import Loaded, default_model, load_model, resolve_model
 from ..data.dataset import normalize_images
 from ..data.images import crop_resize, load_image, to_channels, warp_crop
-from ..errors import UsageError, require_extra
+from ..errors import UsageError
 from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size, covered_share, crop_box, from_crop,
                         invert_affine, iou, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
 from .faces import ZOOM_BELOW, make_finder
-from .runtime import BACKENDS, RuntimeNet, choose_backend
+from .runtime import BACKENDS, RuntimeNet, choose_backend, runtime_session
 
 
 @dataclass
@@ -129,8 +129,7 @@ class Landmarker:
             if settings.backend == "torch":
                 raise UsageError(f"{model}: an exported ONNX model runs with --backend onnxruntime, not torch")
             self.spec = read_export_spec(Path(model))
-            onnxruntime = require_extra("onnxruntime", "the onnxruntime backend")
-            self._session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            self._session = runtime_session(Path(model))
         else:
             loaded = model if isinstance(model, Loaded) else load_model(resolve_model(model or default_model(True)))
             self.spec = loaded.spec
