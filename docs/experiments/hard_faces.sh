@@ -37,3 +37,4 @@ det() {
 $PY -m landmarks.detector --phase test --test-pictures lists/tune3f/val_pictures.txt --metrics-json runs/before/shipped_val_pictures.json --quiet
 det faces-plain10
 det faces-pb05 --pose-balance 0.5
+det faces-pb05-25 --pose-balance 0.5 --epochs 25   # alone on 2 cores
