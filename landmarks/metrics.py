@@ -180,6 +180,12 @@ def bin_of(values, bins) -> np.ndarray:
     return np.where(np.isnan(values), -1, index)
 
 
+def bin_counts(index, bins) -> dict[str, int]:
+    """[N] bin index per value (``bin_of``) -> how many fall in each bin, by name (NaN ones left out)."""
+    index = np.asarray(index)
+    return {name: int((index == i).sum()) for i, (_, name) in enumerate(bins)}
+
+
 def breakdown(index, bins, found, found_nme_io, crop_nme_io, fail: float = 0.10) -> dict[str, dict]:
     """Per bin (``index`` [N] from ``bin_of``): faces, the share found in whole pictures, NME_io (%)
     of those found, and from the annotated boxes NME_io (%) and FR@``fail`` (%). Faces of a NaN

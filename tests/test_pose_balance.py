@@ -158,7 +158,7 @@ def test_a_detectors_pictures_are_drawn_by_their_rarest_face(sample_lists):
     weights = picture_pose_weights(dataset, scheme, 1.0)
     faces = [(i, p) for i, picture in enumerate(dataset.pictures) for p in picture.points]
     sizes = np.array([size_of(dataset.pictures[i].image) for i, _ in faces])
-    per_face = pose_weights(np.stack([p for _, p in faces]), sizes, scheme, 1.0)
+    per_face = pose_weights(face_yaws(np.stack([p for _, p in faces]), scheme, sizes), 1.0)
     for i in range(len(dataset)):
         assert weights[i] == pytest.approx(max(w for (j, _), w in zip(faces, per_face) if j == i))
     chosen = np.zeros(len(dataset))

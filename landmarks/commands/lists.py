@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from ..cli import DefaultsHelpFormatter, run_cli
 from ..data.formats import FORMATS

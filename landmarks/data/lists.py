@@ -15,12 +15,12 @@ from tqdm import tqdm
 from ..errors import DataError, UsageError
 from ..files import Outputs
 from ..geometry import EXPAND_RATIO, box_centre, contains, crop_box, expand_box, iou
-from ..metrics import YAW_BINS, bin_of
+from ..metrics import YAW_BINS, bin_counts, bin_of
 from .formats import Source, read_source
 from .images import image_size, load_image
 from .labels import (Annotation, ListEntry, ListInfo, Report, group_pictures, write_list, write_list_info,
                      write_picture_list)
-from .pose import face_yaws
+from .pose import entry_yaws
 from .scheme import Scheme, load_scheme
 
 log = logging.getLogger("landmarks")
@@ -279,12 +279,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
 def yaw_spread(entries: list[ListEntry], scheme: Scheme, sizes: dict[Path, tuple[int, int]]) -> dict[str, int]:
     """Faces of a list part per bin of head yaw (metrics.YAW_BINS), as the points give it; faces
     whose yaw cannot be told (a point unlabelled, a scheme with no pose) are left out."""
-    faces = [e for e in entries if e.is_face]
-    if not faces:
-        return {name: 0 for _, name in YAW_BINS}
-    points = np.stack([e.points + e.box[:2] for e in faces])
-    bins = bin_of(face_yaws(points, scheme, np.array([sizes[Path(e.image)] for e in faces])), YAW_BINS)
-    return {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
+    return bin_counts(bin_of(entry_yaws([e for e in entries if e.is_face], scheme, sizes), YAW_BINS), YAW_BINS)
 
 
 def framed_entries(frame_faces, train: list[ListEntry], by_image: dict[Path, list[Annotation]],

@@ -10,11 +10,13 @@ A mirrored picture gives the same pitch and the opposite yaw and roll.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import UsageError
+from .images import image_size
 from .scheme import Scheme, load_scheme
 
 
@@ -59,6 +61,19 @@ def face_yaws(points, scheme: Scheme, image_sizes) -> np.ndarray:
             except UsageError:  # no 3D face and no five points to fit
                 return yaws
     return yaws
+
+
+def entry_yaws(entries, scheme: Scheme, sizes: dict | None = None) -> np.ndarray:
+    """Face list entries (their points relative to the crop box) -> [N] the size of each head's
+    yaw as ``face_yaws`` gives it in its picture; ``sizes``: picture path -> (width, height),
+    else each picture's size is read once."""
+    if not entries:
+        return np.zeros(0)
+    sizes = dict(sizes or {})
+    for image in {Path(e.image) for e in entries} - set(sizes):
+        sizes[image] = image_size(image)
+    points = np.stack([e.points + e.box[:2] for e in entries])
+    return face_yaws(points, scheme, np.array([sizes[Path(e.image)] for e in entries]))
 
 
 def angles(rotation: np.ndarray) -> tuple[float, float, float]:

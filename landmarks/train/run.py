@@ -22,11 +22,11 @@ from ..data.images import image_size
 from ..data.labels import LandmarkList, predictions_text, read_list, read_list_info, read_picture_list
 from ..data.lists import ensure_lists
 from ..data.pictures import PictureAugment, PictureDataset
-from ..data.pose import face_yaws
+from ..data.pose import entry_yaws, face_yaws
 from ..data.scheme import regions_of
 from ..errors import UsageError
 from ..files import Outputs
-from ..metrics import YAW_BINS, bin_of, interocular_normaliser, landmark_metrics, nme
+from ..metrics import YAW_BINS, bin_counts, bin_of, interocular_normaliser, landmark_metrics, nme
 from ..net import count_parameters, freeze, native
 from ..spec import ModelSpec, check_list_for, finetune_spec, spec_from_dict, training_spec
 from .distill import teacher_points
@@ -86,37 +86,34 @@ def make_dataset(data: LandmarkList, spec: ModelSpec, job: Job, train: bool) -> 
     return dataset
 
 
-def pose_weights(points: np.ndarray, sizes: np.ndarray, scheme, power: float) -> np.ndarray:
-    """Draw weights of ``--pose-balance`` for faces ([N, K, 2] points in pictures of ``sizes``
-    [N, 2]): each weighed by how rare its yaw bin is (``balanced_weights``; a face of no pose
-    weighs 1), as the whole-picture test bins faces."""
-    bins = bin_of(face_yaws(points, scheme, sizes), YAW_BINS) if len(points) else np.zeros(0, int)
-    counts = {name: int((bins == i).sum()) for i, (_, name) in enumerate(YAW_BINS)}
+def pose_weights(yaws: np.ndarray, power: float) -> np.ndarray:
+    """Draw weights of ``--pose-balance`` for faces of ``yaws`` [N] (degrees, NaN: no pose): each
+    weighed by how rare its yaw bin is (``balanced_weights``; a face of no pose weighs 1), in the
+    bins the whole-picture test reports."""
+    bins = bin_of(yaws, YAW_BINS)
+    counts = bin_counts(bins, YAW_BINS)
     log.info("pose balance %g: training faces by yaw %s", power, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return balanced_weights(bins, power)
 
 
 def crop_pose_weights(dataset: FaceLandmarksDataset, scheme, power: float) -> np.ndarray:
-    """``pose_weights`` for a crop dataset's faces, their points placed in their pictures; non-faces weigh 1."""
+    """``pose_weights`` for a crop dataset's faces, their yaw taken in their pictures; non-faces weigh 1."""
     faces = np.flatnonzero([e.is_face for e in dataset.entries])
     weights = np.ones(len(dataset.entries))
     if len(faces):
-        entries = [dataset.entries[i] for i in faces]
-        picture_sizes = {image: image_size(image) for image in {Path(e.image) for e in entries}}
-        sizes = np.array([picture_sizes[Path(e.image)] for e in entries])
-        weights[faces] = pose_weights(np.stack([e.points + e.box[:2] for e in entries]), sizes, scheme, power)
+        weights[faces] = pose_weights(entry_yaws([dataset.entries[i] for i in faces], scheme), power)
     return weights
 
 
 def picture_pose_weights(dataset: PictureDataset, scheme, power: float) -> np.ndarray:
     """``pose_weights`` for a detector's training pictures: each weighs as its rarest face (1 if none)."""
-    faces = [(i, points) for i, picture in enumerate(dataset.pictures) for points in picture.points]
+    owners = [i for i, picture in enumerate(dataset.pictures) for _ in picture.points]
     weights = np.zeros(len(dataset.pictures))
-    if faces:
-        sizes = np.array([image_size(dataset.pictures[i].image) for i, _ in faces])
-        face_weights = pose_weights(np.stack([points for _, points in faces]), sizes, scheme, power)
-        for (i, _), weight in zip(faces, face_weights):
-            weights[i] = max(weights[i], weight)
+    if owners:
+        sizes = {i: image_size(dataset.pictures[i].image) for i in set(owners)}
+        points = np.concatenate([picture.points for picture in dataset.pictures if len(picture.points)])
+        yaws = face_yaws(points, scheme, np.array([sizes[i] for i in owners]))
+        np.maximum.at(weights, owners, pose_weights(yaws, power))
     return np.where(weights > 0, weights, 1.0)
 
 
