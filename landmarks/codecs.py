@@ -164,7 +164,10 @@ class SimCC(Codec):
         return per_sample if reduction == "none" else per_sample.mean()
 
 
-def build_codec(name: str, num_points: int) -> Codec:
+def build_codec(name: str, num_points: int, simcc_sigma: float | None = None) -> Codec:
+    """``simcc_sigma`` shapes the simcc codec's training labels (decoding does not read it)."""
+    if name == "simcc" and simcc_sigma is not None:
+        return SimCC(num_points, sigma=simcc_sigma)
     return CODECS.get(name)(num_points)
 
 

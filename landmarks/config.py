@@ -55,6 +55,8 @@ class Config:
     normalize: bool = setting(True, "per-image mean/std normalization")
     classify: bool = setting(False, "add the face/non-face branch, for stage-3 lists")
     loss: str = setting("mse", "landmark loss", choices="loss")
+    simcc_sigma: float = setting(1.5, "simcc head: spread of the Gaussian each coordinate is taught as, in bins "
+                                 "(two a pixel of the crop)")
     wing_width: float = setting(10.0, "Wing loss w, in pixels of the crop")
     wing_curvature: float = setting(2.0, "Wing loss epsilon")
     optimizer: str = setting("adam", "optimizer", choices=tuple(DEFAULT_LR))
@@ -71,6 +73,8 @@ class Config:
     batch_size: int = setting(64, "batch size")
     seed: int = setting(0, "fixes the split and the training run")
     grad_clip: float = setting(0.0, "max gradient norm, 0 off")
+    ema: float = setting(0.0, "keep an exponential moving average of the weights with this decay a step (e.g. "
+                         "0.999); validation and the saved model use it; 0 off")
     amp: bool = setting(False, "bfloat16 autocast when training on CUDA")
     test_flip: bool = setting(False, "test, predict and export average each crop with its mirror image")
     face_threshold: float = setting(0.5, "a crop is a face when the face branch's probability reaches this; for a "

@@ -48,7 +48,7 @@ class ModelSpec:
                          classify=c.classify, aux_classes=self.aux_classes, head=c.head)
 
     def codec(self, net: torch.nn.Module) -> Codec:
-        return build_codec(getattr(net, "codec", "regression"), self.num_points)
+        return build_codec(getattr(net, "codec", "regression"), self.num_points, self.config.simcc_sigma)
 
     def inference_model(self, net: torch.nn.Module, test_flip: bool | None = None) -> InferenceModel:
         """The net as test, predict and export run it; ``test_flip`` overrides the config's."""

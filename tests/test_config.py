@@ -5,8 +5,11 @@ import importlib
 import re
 
 import pytest
+import torch
 
 from landmarks.config import AugmentSettings, Config, load_config_file
+from landmarks.data.scheme import load_scheme
+from landmarks.spec import ModelSpec
 from landmarks.detector import build_parser, training_config
 from landmarks.errors import UsageError
 
@@ -83,3 +86,14 @@ def test_bad_settings_name_the_problem(values, message):
     from landmarks.config import config_from_dict
     with pytest.raises(UsageError, match=message):
         config_from_dict(values)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 3.0])
+def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
+    spec = ModelSpec(Config(net="stage1", head="simcc", simcc_sigma=sigma), load_scheme("course21"))
+    codec = spec.codec(spec.build())
+    label_x, _ = codec.encode(torch.full((1, 1, 2), 0.5), 224)  # the crop's centre, between bins 111 and 112
+    centres = torch.arange(224) + 0.5
+    mean = (label_x[0, 0] * centres).sum()
+    spread = ((label_x[0, 0] * (centres - mean) ** 2).sum()).sqrt()
+    assert abs(float(mean) - 112) < 1e-3 and abs(float(spread) - sigma) < 0.05

@@ -46,3 +46,19 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_pa
     code = main(["--phase", "train", "--resume", str(run_dir), "--epochs", str(done + 2),
                  "--list-dir", str(sample_lists), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert code == 0 and read_checkpoint(run_dir / "last.pt")["epoch"] == done + 1
+
+
+def test_weight_average_is_what_is_saved_and_a_resumed_run_keeps_it(tmp_path, sample_lists):
+    ema = ("--ema", "0.9", "--augment")
+    assert main(train_args(sample_lists, tmp_path, "full", "--epochs", "4", *ema)) == 0
+    assert main(train_args(sample_lists, tmp_path, "part", "--epochs", "2", *ema)) == 0
+    assert main(["--phase", "train", "--resume", str(tmp_path / "runs" / "part"), "--epochs", "4",
+                 "--list-dir", str(sample_lists), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    full, part = (read_checkpoint(tmp_path / "runs" / name / "last.pt") for name in ("full", "part"))
+    # The model saved is the average, not the weights the optimizer last left.
+    assert any(not torch.allclose(full["model"][k], v) for k, v in full["training_weights"].items()
+               if v.is_floating_point())
+    for key in ("model", "training_weights"):
+        for name, x in full[key].items():
+            torch.testing.assert_close(x, part[key][name], rtol=1e-5, atol=1e-6, msg=f"{key} {name}")
+    assert load_model(tmp_path / "runs" / "full" / "last.pt").spec.config.ema == 0.9

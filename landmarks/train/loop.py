@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import read_checkpoint, save_checkpoint
-from ..errors import TrainingDiverged
+from ..errors import TrainingDiverged, UsageError
 from ..spec import ModelSpec
 from .optim import base_lr, lr_factor, make_optimizer, optimizer_kind
 from .record import RunRecord, format_duration
@@ -27,8 +27,9 @@ log = logging.getLogger("landmarks")
 
 
 def train_one_epoch(net, dataset, task, optimizer, epoch: int, device, ranks: Distributed,
-                    max_steps: int = 0, progress: bool = True) -> dict:
-    """One pass over ``dataset``; returns the task's epoch figures (mean losses, accuracies)."""
+                    max_steps: int = 0, progress: bool = True, averaged=None) -> dict:
+    """One pass over ``dataset``; returns the task's epoch figures (mean losses, accuracies).
+    ``averaged``: an AveragedModel of the weights, updated after each step."""
     config = task.config
     net.train()
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
@@ -61,6 +62,8 @@ def train_one_epoch(net, dataset, task, optimizer, epoch: int, device, ranks: Di
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(net.module if hasattr(net, "module") else net)
         for key, value in out.sums.items():
             sums[key] = sums.get(key, 0.0) + value
         if bar:
@@ -69,6 +72,15 @@ def train_one_epoch(net, dataset, task, optimizer, epoch: int, device, ranks: Di
     if bar:
         bar.close()
     return task.epoch_figures(ranks.sum(sums, device))
+
+
+def weight_average(model, decay: float):
+    """An exponential moving average of ``model``'s weights and batch-norm statistics, or None
+    for ``decay`` 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 @dataclass
@@ -96,9 +108,20 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
     kind = optimizer_kind(config, 0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(kind, trainable, config, base_lr(config, kind))
+    # With --ema the averaged weights are the ones validated and saved as the model; the
+    # training weights travel beside them so that a resumed run goes on from both.
+    averaged = weight_average(model, config.ema)
+    kept = averaged.module if averaged is not None else model
     if resume:
         payload = read_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(payload["model"])
+        if averaged is not None:
+            if "training_weights" not in payload:
+                raise UsageError(f"{run_dir / 'last.pt'} was trained without --ema; resume it without")
+            model.load_state_dict(payload["training_weights"])
+            kept.load_state_dict(payload["model"])
+            averaged.n_averaged.fill_(1)
+        else:
+            model.load_state_dict(payload["model"])
         start_epoch = payload["epoch"] + 1
         best = payload.get("best", best)
         kind = payload.get("optimizer_kind", kind)
@@ -124,13 +147,14 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
             for group in optimizer.param_groups:
                 group["lr"] = lr
             epoch_start = time.time()
-            train = train_one_epoch(net, train_set, task, optimizer, epoch, device, ranks, max_steps, progress)
+            train = train_one_epoch(net, train_set, task, optimizer, epoch, device, ranks, max_steps, progress,
+                                    averaged)
             for name in frozen_modes:  # frozen layers keep their batch-norm statistics
                 getattr(model, name).eval()
             row = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in train.items()}}
             notes = []
             if val_set is not None and ranks.main:
-                metrics, _ = task.evaluate(model, val_set, device, max_steps=max_steps)
+                metrics, _ = task.evaluate(kept, val_set, device, max_steps=max_steps)
                 row.update({f"val_{k}": v for k, v in metrics.items() if k != "faces"})
                 notes = task.after_validation(epoch, metrics)
             if ranks.world_size > 1:  # every rank follows rank 0's decisions (auxiliary tasks stopped)
@@ -150,10 +174,12 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
                 state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "optimizer_kind": kind,
                          "scheduler": {"schedule": config.schedule, "epoch": epoch, "lr": lr},
                          "rng": {"torch": torch.get_rng_state()}, "task": task.state_dict(), **(extra_state or {})}
+                if averaged is not None:
+                    state["training_weights"] = model.state_dict()
                 if score <= best["value"]:
                     best = {"metric": best_key, "value": score, **row}
-                    save_checkpoint(run_dir / "best.pt", model, spec, best=best, **state)
-                save_checkpoint(run_dir / "last.pt", model, spec, best=best, **state)
+                    save_checkpoint(run_dir / "best.pt", kept, spec, best=best, **state)
+                save_checkpoint(run_dir / "last.pt", kept, spec, best=best, **state)
                 (run_dir / "summary.json").write_text(json.dumps({"best": best, "last": row}, indent=2) + "\n")
             last = row
             if ranks.world_size > 1:
