@@ -70,3 +70,32 @@ def test_an_exported_onnx_file_is_refused_with_the_torch_backend(tmp_path):
 
 def test_the_haar_finder_ignores_the_backend():
     assert make_finder("haar", backend="onnxruntime").name == "haar"
+
+
+@pytest.mark.parametrize("head", ["regression", "heatmap_offset", "simcc", "simcc_map"])
+def test_every_stage1_head_learns_a_crop_and_runs_the_same_in_the_runtime(head):
+    from landmarks.config import Config
+    from landmarks.data.scheme import load_scheme
+    from landmarks.spec import ModelSpec
+    torch.manual_seed(0)
+    spec = ModelSpec(Config(net="stage1_wide", head=head), load_scheme("course21"))
+    net = spec.build()
+    codec = spec.codec(net)
+    crops, target = torch.randn(4, 1, 112, 112), torch.rand(4, 21, 2) * 80 + 16
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    losses = []
+    for _ in range(30):
+        loss = codec.loss(net(crops)["points"], target, 112, lambda p, t, reduction="mean": (p - t).abs().mean())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+    model = spec.inference_model(net.eval(), True)
+    runtime = RuntimeNet(model, torch.zeros(2, 1, 112, 112), {0: "faces"})
+    with torch.no_grad():
+        expected = model(crops)
+    got = runtime(crops)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    got = got[0] if isinstance(got, tuple) else got
+    assert got.shape == (4, 21, 2) and torch.allclose(got, expected, atol=1e-4)

@@ -73,18 +73,22 @@ class Stage1Net(LandmarkNet):
     """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers.
 
     ``head`` picks the landmark head and so its codec: ``regression`` (ip1-ip3, the course's),
-    ``heatmap_offset`` (PIPNet-style score and offset maps on the last 4x4 feature map) or
-    ``simcc`` (ip1, ip2, then per-point x and y bin logits).
+    ``heatmap_offset`` (PIPNet-style score and offset maps on the last 4x4 feature map),
+    ``simcc`` (ip1, ip2, then per-point x and y bin logits) or ``simcc_map`` (RTMPose's SimCC
+    head without its attention: each point reads its own map of the last features, one 3x3
+    convolution, through a layer shared by the points, then the x and y bin logits).
     """
 
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
+    SIMCC_MAP_FEATURES = 256  # simcc_map: per-point vector read from the point's own map
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
                  head="regression"):
         super().__init__(num_points, classify, aux_classes)
-        if head not in ("regression", "heatmap_offset", "simcc"):
-            raise UsageError(f"stage-1 nets take the heads regression, heatmap_offset, simcc; not {head!r}")
-        self.codec = head
+        if head not in ("regression", "heatmap_offset", "simcc", "simcc_map"):
+            raise UsageError(f"stage-1 nets take the heads regression, heatmap_offset, simcc, simcc_map; not {head!r}")
+        self.head = head
+        self.codec = "simcc" if head == "simcc_map" else head
         bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
         self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
@@ -101,6 +105,11 @@ class Stage1Net(LandmarkNet):
         if head == "heatmap_offset":
             self.heat = nn.Conv2d(c[4], num_points, 1)
             self.offset = nn.Conv2d(c[4], 2 * num_points, 1)
+        elif head == "simcc_map":
+            self.point_maps = nn.Conv2d(c[4], num_points, 3, padding=1)
+            self.point_vector = LinearBlock(shape[1] * shape[2], self.SIMCC_MAP_FEATURES)
+            self.bins_x = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
+            self.bins_y = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
         else:
             self.ip1 = LinearBlock(flat, 128 * width)
             self.ip2 = LinearBlock(128 * width, 128 * width)
@@ -131,6 +140,9 @@ class Stage1Net(LandmarkNet):
     def landmark_head(self, features):
         if self.codec == "heatmap_offset":
             return {"heat": self.heat(features), "offset": self.offset(features)}
+        if self.head == "simcc_map":
+            per_point = self.point_vector(torch.flatten(self.point_maps(features), 2))  # [B, K, features]
+            return {"x": self.bins_x(per_point), "y": self.bins_y(per_point)}
         vector = self.ip2(self.ip1(torch.flatten(features, 1)))
         if self.codec == "regression":
             return self.ip3(vector)
