@@ -9,9 +9,9 @@ import torch
 
 from landmarks.config import AugmentSettings, Config, load_config_file
 from landmarks.data.scheme import load_scheme
-from landmarks.spec import ModelSpec
 from landmarks.detector import build_parser, training_config
 from landmarks.errors import UsageError
+from landmarks.spec import ModelSpec
 
 
 def test_every_setting_has_a_flag_whose_help_ends_with_its_default():

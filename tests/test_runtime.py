@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from landmarks.checkpoint import load_model, resolve_model
+from landmarks.config import Config
 from landmarks.data.images import load_image
+from landmarks.data.scheme import load_scheme
 from landmarks.errors import UsageError
 from landmarks.inference.faces import make_finder
 from landmarks.inference.landmarker import Landmarker
 from landmarks.inference.runtime import RuntimeNet, choose_backend, has_onnxruntime
 from landmarks.net.faces import fuse_batch_norm
+from landmarks.spec import ModelSpec
 
 pytestmark = pytest.mark.skipif(not has_onnxruntime(), reason="onnxruntime is not installed")
 
@@ -74,9 +77,6 @@ def test_the_haar_finder_ignores_the_backend():
 
 @pytest.mark.parametrize("head", ["regression", "heatmap_offset", "simcc", "simcc_map"])
 def test_every_stage1_head_learns_a_crop_and_runs_the_same_in_the_runtime(head):
-    from landmarks.config import Config
-    from landmarks.data.scheme import load_scheme
-    from landmarks.spec import ModelSpec
     torch.manual_seed(0)
     spec = ModelSpec(Config(net="stage1_wide", head=head), load_scheme("course21"))
     net = spec.build()
