@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..registry import Registry
@@ -74,21 +75,24 @@ class Stage1Net(LandmarkNet):
 
     ``head`` picks the landmark head and so its codec: ``regression`` (ip1-ip3, the course's),
     ``heatmap_offset`` (PIPNet-style score and offset maps on the last 4x4 feature map),
-    ``simcc`` (ip1, ip2, then per-point x and y bin logits) or ``simcc_map`` (RTMPose's SimCC
+    ``simcc`` (ip1, ip2, then per-point x and y bin logits), ``simcc_map`` (RTMPose's SimCC
     head without its attention: each point reads its own map of the last features, one 3x3
-    convolution, through a layer shared by the points, then the x and y bin logits).
+    convolution, through a layer shared by the points, then the x and y bin logits) or
+    ``simcc_fine`` (the same on maps of twice the resolution: the point maps upsampled and added
+    to a 1x1 convolution of the third stage's features before their pooling).
     """
 
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
     SIMCC_MAP_FEATURES = 256  # simcc_map: per-point vector read from the point's own map
+    HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine")
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
                  head="regression"):
         super().__init__(num_points, classify, aux_classes)
-        if head not in ("regression", "heatmap_offset", "simcc", "simcc_map"):
-            raise UsageError(f"stage-1 nets take the heads regression, heatmap_offset, simcc, simcc_map; not {head!r}")
+        if head not in self.HEADS:
+            raise UsageError(f"stage-1 nets take the heads {', '.join(self.HEADS)}; not {head!r}")
         self.head = head
-        self.codec = "simcc" if head == "simcc_map" else head
+        self.codec = "simcc" if head in ("simcc_map", "simcc_fine") else head
         bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
         self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
@@ -100,14 +104,19 @@ class Stage1Net(LandmarkNet):
         self.pool3 = nn.AvgPool2d(2, ceil_mode=True)
         self.conv4_1 = ConvBlock(c[2], c[3], 3, padding=1, batch_norm=bn)
         self.conv4_2 = ConvBlock(c[3], c[4], 3, padding=1, batch_norm=bn)
-        shape = _feature_shape(self.features, channels, size)
+        shape = _feature_shape(lambda x: self.features(x)[0] if head == "simcc_fine" else self.features(x),
+                               channels, size)
         flat = shape.numel()
         if head == "heatmap_offset":
             self.heat = nn.Conv2d(c[4], num_points, 1)
             self.offset = nn.Conv2d(c[4], 2 * num_points, 1)
-        elif head == "simcc_map":
+        elif head in ("simcc_map", "simcc_fine"):
             self.point_maps = nn.Conv2d(c[4], num_points, 3, padding=1)
-            self.point_vector = LinearBlock(shape[1] * shape[2], self.SIMCC_MAP_FEATURES)
+            map_area = shape[1] * shape[2]
+            if head == "simcc_fine":
+                self.fine_maps = nn.Conv2d(c[2], num_points, 1)
+                map_area = _feature_shape(lambda x: self.features(x)[1], channels, size)[1:].numel()
+            self.point_vector = LinearBlock(map_area, self.SIMCC_MAP_FEATURES)
             self.bins_x = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
             self.bins_y = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
         else:
@@ -129,19 +138,29 @@ class Stage1Net(LandmarkNet):
                     nn.init.zeros_(module.bias)
 
     def features(self, x):
+        """The last feature map; for ``simcc_fine`` also the third stage's, before its pooling."""
         x = conv_prelu_pool(self.conv1_1, self.pool1, x)
         x = conv_prelu_pool(self.conv2_2, self.pool2, self.conv2_1(x))
+        if self.head == "simcc_fine":
+            fine = self.conv3_2(self.conv3_1(x))
+            return self.conv4_2(self.conv4_1(self.pool3(fine))), fine
         x = conv_prelu_pool(self.conv3_2, self.pool3, self.conv3_1(x))
         return self.conv4_2(self.conv4_1(x))
 
     def pooled(self, features):
-        return torch.flatten(features, 1)
+        return torch.flatten(features[0] if self.head == "simcc_fine" else features, 1)
 
     def landmark_head(self, features):
         if self.codec == "heatmap_offset":
             return {"heat": self.heat(features), "offset": self.offset(features)}
-        if self.head == "simcc_map":
-            per_point = self.point_vector(torch.flatten(self.point_maps(features), 2))  # [B, K, features]
+        if self.head in ("simcc_map", "simcc_fine"):
+            if self.head == "simcc_fine":
+                coarse, fine = features
+                maps = self.fine_maps(fine) + F.interpolate(self.point_maps(coarse), size=fine.shape[-2:],
+                                                            mode="bilinear", align_corners=False)
+            else:
+                maps = self.point_maps(features)
+            per_point = self.point_vector(torch.flatten(maps, 2))  # [B, K, features]
             return {"x": self.bins_x(per_point), "y": self.bins_y(per_point)}
         vector = self.ip2(self.ip1(torch.flatten(features, 1)))
         if self.codec == "regression":
