@@ -65,11 +65,6 @@ class LandmarkNet(nn.Module):
         return out
 
 
-def _feature_shape(trunk: Callable, channels: int, size: int) -> torch.Size:
-    with torch.no_grad():
-        return trunk(torch.zeros(1, channels, size, size)).shape[1:]
-
-
 class Stage1Net(LandmarkNet):
     """The course's stage-1 net: small PReLU CNN with average pooling, 3 dense layers.
 
@@ -104,8 +99,9 @@ class Stage1Net(LandmarkNet):
         self.pool3 = nn.AvgPool2d(2, ceil_mode=True)
         self.conv4_1 = ConvBlock(c[2], c[3], 3, padding=1, batch_norm=bn)
         self.conv4_2 = ConvBlock(c[3], c[4], 3, padding=1, batch_norm=bn)
-        shape = _feature_shape(lambda x: self.features(x)[0] if head == "simcc_fine" else self.features(x),
-                               channels, size)
+        with torch.no_grad():
+            probe = self.features(torch.zeros(1, channels, size, size))
+        shape = self.last_map(probe).shape[1:]
         flat = shape.numel()
         if head == "heatmap_offset":
             self.heat = nn.Conv2d(c[4], num_points, 1)
@@ -115,7 +111,7 @@ class Stage1Net(LandmarkNet):
             map_area = shape[1] * shape[2]
             if head == "simcc_fine":
                 self.fine_maps = nn.Conv2d(c[2], num_points, 1)
-                map_area = _feature_shape(lambda x: self.features(x)[1], channels, size)[1:].numel()
+                map_area = probe[1].shape[2:].numel()
             self.point_vector = LinearBlock(map_area, self.SIMCC_MAP_FEATURES)
             self.bins_x = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
             self.bins_y = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
@@ -147,8 +143,11 @@ class Stage1Net(LandmarkNet):
         x = conv_prelu_pool(self.conv3_2, self.pool3, self.conv3_1(x))
         return self.conv4_2(self.conv4_1(x))
 
+    def last_map(self, features):
+        return features[0] if self.head == "simcc_fine" else features
+
     def pooled(self, features):
-        return torch.flatten(features[0] if self.head == "simcc_fine" else features, 1)
+        return torch.flatten(self.last_map(features), 1)
 
     def landmark_head(self, features):
         if self.codec == "heatmap_offset":
