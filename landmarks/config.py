@@ -50,7 +50,8 @@ class Config:
     net: str = setting("stage1", "net to train", choices="net")
     head: str = setting("", "landmark head, and so how its output is read: regression, heatmap_offset (PIPNet-style), "
                         "simcc (coordinate classification), simcc_map (the same, each point read from its own "
-                        "feature map, as RTMPose) or simcc_fine (simcc_map on maps of twice the resolution)", default_text="the net's own")
+                        "feature map, as RTMPose) or simcc_fine (simcc_map on maps of twice the resolution)",
+                        default_text="the net's own")
     channels: int = setting(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
     input_size: int = setting(112, "crop size in pixels (faces: the picture's longer side)")
     normalize: bool = setting(True, "per-image mean/std normalization")

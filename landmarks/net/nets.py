@@ -80,6 +80,7 @@ class Stage1Net(LandmarkNet):
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
     SIMCC_MAP_FEATURES = 256  # simcc_map: per-point vector read from the point's own map
     HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine")
+    POINT_MAP_HEADS = ("simcc_map", "simcc_fine")  # SimCC read from one map a point
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
                  head="regression"):
@@ -87,7 +88,7 @@ class Stage1Net(LandmarkNet):
         if head not in self.HEADS:
             raise UsageError(f"stage-1 nets take the heads {', '.join(self.HEADS)}; not {head!r}")
         self.head = head
-        self.codec = "simcc" if head in ("simcc_map", "simcc_fine") else head
+        self.codec = "simcc" if head in self.POINT_MAP_HEADS else head
         bn, c = batch_norm, [n * width for n in (8, 16, 24, 40, 80)]
         self.conv1_1 = ConvBlock(channels, c[0], 5, stride=2, batch_norm=bn)
         self.pool1 = nn.AvgPool2d(2, ceil_mode=True)
@@ -106,7 +107,7 @@ class Stage1Net(LandmarkNet):
         if head == "heatmap_offset":
             self.heat = nn.Conv2d(c[4], num_points, 1)
             self.offset = nn.Conv2d(c[4], 2 * num_points, 1)
-        elif head in ("simcc_map", "simcc_fine"):
+        elif head in self.POINT_MAP_HEADS:
             self.point_maps = nn.Conv2d(c[4], num_points, 3, padding=1)
             map_area = shape[1] * shape[2]
             if head == "simcc_fine":
@@ -152,7 +153,7 @@ class Stage1Net(LandmarkNet):
     def landmark_head(self, features):
         if self.codec == "heatmap_offset":
             return {"heat": self.heat(features), "offset": self.offset(features)}
-        if self.head in ("simcc_map", "simcc_fine"):
+        if self.head in self.POINT_MAP_HEADS:
             if self.head == "simcc_fine":
                 coarse, fine = features
                 maps = self.fine_maps(fine) + F.interpolate(self.point_maps(coarse), size=fine.shape[-2:],
