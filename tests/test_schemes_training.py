@@ -9,6 +9,7 @@ import torch
 
 from landmarks.checkpoint import load_model
 from landmarks.data import build_lists
+from landmarks.data.labels import read_picture_list
 from landmarks.detector import main
 from landmarks.errors import UsageError
 from landmarks.geometry import crop_box
@@ -177,3 +178,36 @@ def test_a_teacher_gives_its_points_on_the_training_crops_in_the_runs_scheme(fiv
     # A scheme the run's does not derive from is refused, naming both.
     with pytest.raises(UsageError, match=r"predicts five \(5 points\), the run learns course21 \(21\), which does not"):
         teacher_points(five, teacher.spec, None)
+
+
+def test_whole_pictures_of_a_scheme_the_model_derives_from_are_converted_to_its_points(tmp_path):
+    from landmarks.data.labels import Picture
+    from landmarks.data.scheme import load_scheme
+    from landmarks.inference.evaluate import in_scheme
+    ibug, course = load_scheme("ibug68"), load_scheme("course21")
+    points = np.random.default_rng(0).uniform(50, 150, (2, 68, 2))
+    pictures = [Picture(tmp_path / "a.jpg", np.array([[50.0, 50, 150, 150]] * 2), points),
+                Picture(tmp_path / "b.jpg", np.zeros((0, 4)), np.zeros((0, 68, 2)))]
+    seen = in_scheme(pictures, ibug, course)
+    assert seen[0].points.shape == (2, 21, 2) and seen[1].points.shape == (0, 21, 2)
+    assert np.allclose(seen[0].points[:, 6], points[:, 36])  # outer eye corner: one 68-point index
+    assert np.allclose(seen[0].points[:, 16], points[:, 36:42].mean(1))  # eye centre: the mean of six
+    # The boxes are those the course's data would draw around these points, not the 68 points' tight box.
+    assert np.allclose(seen[0].boxes, course.face_boxes(seen[0].points))
+    assert seen[1].boxes.shape == (0, 4) and pictures[0].points.shape == (2, 68, 2)  # the input is kept
+
+
+def test_the_whole_picture_test_takes_pictures_of_a_scheme_the_model_derives_from(five_point_run, sample_lists,
+                                                                                 tmp_path, capsys):
+    model = str(five_point_run / "runs" / "five" / "last.pt")
+    metrics_file = tmp_path / "m.json"
+    capsys.readouterr()
+    assert main(["--phase", "test", "--model", model, "--test-pictures", str(sample_lists / "test_pictures.txt"),
+                 "--metrics-json", str(metrics_file)]) == 0
+    assert "course21 faces seen as five" in capsys.readouterr().out
+    pictures, _ = read_picture_list(sample_lists / "test_pictures.txt")
+    assert json.loads(metrics_file.read_text())["faces"] == sum(len(p.boxes) for p in pictures)
+    # The course's 21 points do not derive from five: refused, naming both.
+    code, err = run_main(["--phase", "test", "--model", "stage2", "--test-pictures",
+                          str(five_point_run / "lists" / "test_pictures.txt")], capsys)
+    assert code == 2 and "the model predicts 21 (course21, which does not derive from five)" in err

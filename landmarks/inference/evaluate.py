@@ -18,6 +18,7 @@ Reported (metrics JSON and log):
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -28,8 +29,9 @@ from tqdm import tqdm
 
 from ..data.formats import read_source
 from ..data.images import load_image
-from ..data.labels import Picture, Report, group_pictures, read_picture_list
+from ..data.labels import Picture, Report, group_pictures, read_list_info, read_picture_list
 from ..data.pose import face_yaws
+from ..data.scheme import Scheme
 from ..errors import UsageError
 from ..files import Outputs
 from ..geometry import box_scale, iou
@@ -165,12 +167,25 @@ def plot_precision_recall(curves: dict, out_png: Path, title: str, outputs: Outp
     return (outputs or Outputs()).write_bytes("--pr-plot", out_png, png.getvalue())
 
 
-def read_pictures(path: Path, strict: bool) -> list[Picture]:
-    """A picture list, or a folder of the course's label folders -> pictures with every face."""
+def read_pictures(path: Path, strict: bool) -> tuple[list[Picture], Scheme | None]:
+    """A picture list, or a folder of the course's label folders -> (pictures with every face,
+    their scheme: None for a list with no lists.json beside it)."""
     if path.is_dir():
         source = read_source("course", path, Report(strict=strict))
-        return group_pictures(source.annotations, source.scheme.num_points)
-    return read_picture_list(path, strict=strict)[0]
+        return group_pictures(source.annotations, source.scheme.num_points), source.scheme
+    return read_picture_list(path, strict=strict)[0], read_list_info(path.parent).scheme
+
+
+def in_scheme(pictures: list[Picture], source: Scheme, target: Scheme) -> list[Picture]:
+    """Pictures annotated in ``source`` seen in ``target``, a scheme that derives from it: the
+    points converted as ``target``'s scheme file says, each box framed as ``target``'s data frames
+    faces (so that the finder's boxes are matched against boxes of the kind it learned)."""
+    converted = []
+    for picture in pictures:
+        points = target.convert(picture.points, source)
+        boxes = target.face_boxes(points) if len(points) else np.zeros((0, 4))
+        converted.append(dataclasses.replace(picture, boxes=boxes, points=points))
+    return converted
 
 
 def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, outputs: Outputs, *,
@@ -178,7 +193,7 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
                   pr_plot: Path | None = None) -> dict:
     """``--phase test --test-pictures``: the face finder, the face branch and the landmarks
     against every annotated face of the pictures, printed and written where asked."""
-    pictures = read_pictures(path, strict)
+    pictures, scheme = read_pictures(path, strict)
     # A folder's label files and every picture are read too.
     outputs.reads("--test-pictures", path, *sorted(path.glob("*/label.txt")), path / "label.txt",
                   *(picture.image for picture in pictures))
@@ -191,8 +206,13 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
     operating = (marker.finder.default_threshold if settings.detector_threshold is None
                  else settings.detector_threshold)
     count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
-    if count != marker.scheme.num_points:
-        raise UsageError(f"{path}: faces of {count} points, the model predicts {marker.scheme.num_points}")
+    if scheme is not None and scheme.name != marker.scheme.name and scheme.name in marker.scheme.derive:
+        pictures = in_scheme(pictures, scheme, marker.scheme)
+        print(f"{path}: {scheme.name} faces seen as {marker.scheme.name}: points derived as its scheme file "
+              f"says, boxes framed as its data frames faces")
+    elif count != marker.scheme.num_points:
+        raise UsageError(f"{path}: faces of {count} points, the model predicts {marker.scheme.num_points}"
+                         + (f" ({marker.scheme.name}, which does not derive from {scheme.name})" if scheme else ""))
     metrics, curves = evaluate_pictures(marker, pictures, operating, progress=progress)
     name = getattr(marker.finder, "name", "finder")
     print(f"{path}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
