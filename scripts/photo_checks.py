@@ -185,11 +185,15 @@ def main(argv=None) -> int:
                         help="second look turned upright above this tilt; 0: never (default: %(default)s)")
     parser.add_argument("--min-face-prob", type=float, default=None,
                         help="face branch threshold (default: the model's own)")
+    parser.add_argument("--detector-zoom-out", type=float, default=None, metavar="SHARE",
+                        help="trained detectors: look again at this share of their size when sure of no face "
+                             "(default: the pipeline's)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above,
-                                min_face_prob=args.min_face_prob)
+                                min_face_prob=args.min_face_prob,
+                                detector_zoom_out=None if name == "haar" else args.detector_zoom_out)
                for name in args.detectors}
     for marker in markers.values():
         if args.dark_floor is not None or args.dark_target is not None:

@@ -173,7 +173,7 @@ def test_the_second_look_finds_a_crowd_of_small_faces_and_leaves_other_pictures_
     crowd = np.tile(cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA), (n, n, 1))
     crowd_truth = np.concatenate([truth * [sw / w, sh / h, sw / w, sh / h] + [c * sw, r * sh, c * sw, r * sh]
                                   for r in range(n) for c in range(n)])
-    one_look, two_looks = make_finder("faces", zoom_below=0), make_finder("faces")
+    one_look, two_looks = make_finder("faces", zoom_below=0, zoom_out=0), make_finder("faces", zoom_out=0)
     found = {}
     for name, finder in (("one", one_look), ("two", two_looks)):
         boxes, scores = finder(crowd)
@@ -184,6 +184,39 @@ def test_the_second_look_finds_a_crowd_of_small_faces_and_leaves_other_pictures_
         np.testing.assert_array_equal(got, want)
     with pytest.raises(UsageError, match="--detector-zoom-below"):
         make_finder("haar", zoom_below=10)
+
+
+def test_a_picture_with_no_sure_face_is_looked_at_again_at_half_the_size():
+    from landmarks.inference.faces import make_finder
+    unsure = (np.array([[10.0, 10, 50, 50]]), np.array([0.3]))
+    sure = (np.array([[100.0, 100, 300, 300]]), np.array([0.9]))
+
+    def looking(finder, answers):
+        sizes = []
+
+        def look(rgb, size):
+            sizes.append(size)
+            boxes, scores = answers[len(sizes) - 1]
+            return boxes, scores, 1.0
+        finder.look = look
+        return sizes
+
+    finder = make_finder("faces")
+    picture = np.zeros((400, 300, 3), np.uint8)
+    sizes = looking(finder, [unsure, sure])
+    boxes, scores = finder(picture)
+    assert sizes == [448, 224]  # the large face is found by the second look, and both looks' faces kept
+    np.testing.assert_array_equal(scores, [0.9, 0.3])
+    np.testing.assert_array_equal(boxes, np.concatenate([sure[0], unsure[0]]))
+    sizes = looking(finder, [sure])
+    assert finder(picture)[1].tolist() == [0.9] and sizes == [448]  # a sure face: one look
+    finder = make_finder("faces", zoom_out=0)
+    sizes = looking(finder, [unsure])
+    assert finder(picture)[1].tolist() == [0.3] and sizes == [448]  # off
+    with pytest.raises(UsageError, match="--detector-zoom-out"):
+        make_finder("faces", zoom_out=1.0)
+    with pytest.raises(UsageError, match="--detector-zoom-out"):
+        make_finder("haar", zoom_out=0.5)
 
 
 def test_the_haar_cascade_gives_its_faces_in_one_order_whatever_the_thread_count(sample_dir):

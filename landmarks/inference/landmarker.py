@@ -26,7 +26,7 @@ from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size,
                         invert_affine, iou, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
-from .faces import ZOOM_BELOW, make_finder
+from .faces import ZOOM_BELOW, ZOOM_OUT, ZOOM_OUT_SURE, make_finder
 from .runtime import BACKENDS, RuntimeNet, choose_backend, runtime_session
 
 
@@ -85,6 +85,9 @@ class LandmarkerSettings:
     detector_zoom_below: float | None = setting(None, "look again at twice the detector size when a face the detector "
                                                 "is sure of is smaller than this many pixels at that size (a "
                                                 "crowd); 0: one look", default_text=f"{ZOOM_BELOW:g}", metavar="PX")
+    detector_zoom_out: float | None = setting(None, "look again at this share of the detector size when the detector "
+                                              f"is sure ({ZOOM_OUT_SURE:g}) of no face (a face that fills the "
+                                              "picture); 0: never", default_text=f"{ZOOM_OUT:g}", metavar="SHARE")
     refine: bool = setting(True, "look at each face again, cropped from the box its points give")
     turn_above: float = setting(20.0, "on that second look, crop a head tilted by more than this many degrees "
                                 "(its eye line) turned upright; 0: never", metavar="DEG")
@@ -145,7 +148,7 @@ class Landmarker:
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if settings.min_face_prob is None else settings.min_face_prob
         self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
-                                  settings.detector_zoom_below, backend)
+                                  settings.detector_zoom_below, backend, settings.detector_zoom_out)
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
