@@ -188,11 +188,14 @@ def main(argv=None) -> int:
     parser.add_argument("--detector-zoom-out", type=float, default=None, metavar="SHARE",
                         help="trained detectors: look again at this share of their size when sure of no face "
                              "(default: the pipeline's)")
+    parser.add_argument("--first-look-grow", type=float, default=LandmarkerSettings.first_look_grow, metavar="TIMES",
+                        help="crop a close-up's candidate box this many times as large on the first look "
+                             "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     markers = {name: Landmarker(args.model, detector=name, turn_above=args.turn_above,
-                                min_face_prob=args.min_face_prob,
+                                min_face_prob=args.min_face_prob, first_look_grow=args.first_look_grow,
                                 detector_zoom_out=None if name == "haar" else args.detector_zoom_out)
                for name in args.detectors}
     for marker in markers.values():

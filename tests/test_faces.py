@@ -449,3 +449,15 @@ def test_the_detector_finds_the_faces_of_a_picture_five_stops_too_dark(sample_di
     assert (finder(rgb)[1] >= 0.2).sum() == (finder(dark)[1] >= 0.2).sum() == 5
     # Shown the dark picture as it is, the detector loses most of them.
     assert (finder.look(dark, finder.size)[1] >= 0.2).sum() <= 2
+
+
+def test_the_first_look_crops_a_close_ups_candidate_wider_and_leaves_smaller_ones():
+    boxes = np.array([[100.0, 100, 200, 200], [10, 10, 60, 60]])  # sides 100 and 50 in a 300 x 400 picture
+    marker = Landmarker("stage2", detector=None)
+    grown = marker._grown(boxes, (300, 400))
+    np.testing.assert_allclose(grown[0], [90, 90, 210, 210])  # a quarter of 300 or more: 1.2 times, same centre
+    np.testing.assert_array_equal(grown[1], boxes[1])
+    np.testing.assert_array_equal(Landmarker("stage2", detector=None, first_look_grow=1)._grown(boxes, (300, 400)), boxes)
+    assert marker._grown(np.zeros((0, 4)), (300, 400)).shape == (0, 4)
+    with pytest.raises(UsageError, match="--first-look-grow"):
+        Landmarker("stage2", detector=None, first_look_grow=0.9)

@@ -23,10 +23,13 @@ def main(argv=None) -> int:
                         help="sizes of the second look, as shares of the detector's (default: %(default)s)")
     parser.add_argument("--sure", type=float, nargs="+", default=[0.3, 0.5, 0.7],
                         help="first-look scores that count as sure of a face (default: %(default)s)")
+    parser.add_argument("--first-look-grow", type=float, default=1.0,
+                        help="the landmarks' first look at a close-up's box (default: %(default)s, as the sweep "
+                             "was first run)")
     args = parser.parse_args(argv)
     pictures, scheme = read_pictures(args.pictures, strict=False)
     # Candidates down to 0.05, as --phase test takes them (for the detector's AP); 0.2 goes on.
-    marker = Landmarker(None, LandmarkerSettings(detector_threshold=0.05))
+    marker = Landmarker(None, LandmarkerSettings(detector_threshold=0.05, first_look_grow=args.first_look_grow))
     if scheme is not None and scheme.name != marker.scheme.name:
         pictures = in_scheme(pictures, scheme, marker.scheme)
     print(f"{args.pictures}: {len(pictures)} pictures, {sum(len(p.boxes) for p in pictures)} faces")
