@@ -46,8 +46,8 @@ ZOOM = 2.0
 
 # A look at half the size when the first finds no face it is sure of (score 0.5): a face that
 # fills the picture is larger than most the detector learned. Chosen on validation pictures,
-# their close-ups and LFPW's pictures against 0.7 and sure scores of 0.3 and 0.7
-# (docs/face-detector.md); most pictures hold a sure face and take no such look.
+# their close-ups and LFPW's pictures against 0.6 and 0.7 of the size and sure scores of 0.3 and
+# 0.7 (docs/face-detector.md); most pictures hold a sure face and take no such look.
 ZOOM_OUT = 0.5
 ZOOM_OUT_SURE = 0.5
 
