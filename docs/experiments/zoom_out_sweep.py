@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landmarks.inference.evaluate import evaluate_pictures, in_scheme, read_pictures
+from landmarks.inference.evaluate import evaluate_pictures, for_model_scheme, read_pictures
 from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 
 
@@ -30,8 +30,7 @@ def main(argv=None) -> int:
     pictures, scheme = read_pictures(args.pictures, strict=False)
     # Candidates down to 0.05, as --phase test takes them (for the detector's AP); 0.2 goes on.
     marker = Landmarker(None, LandmarkerSettings(detector_threshold=0.05, first_look_grow=args.first_look_grow))
-    if scheme is not None and scheme.name != marker.scheme.name:
-        pictures = in_scheme(pictures, scheme, marker.scheme)
+    pictures, _ = for_model_scheme(args.pictures, pictures, scheme, marker.scheme)
     print(f"{args.pictures}: {len(pictures)} pictures, {sum(len(p.boxes) for p in pictures)} faces")
     finder, sizes = marker.finder, []
     look = finder.look

@@ -188,6 +188,20 @@ def in_scheme(pictures: list[Picture], source: Scheme, target: Scheme) -> list[P
     return converted
 
 
+def for_model_scheme(path: Path, pictures: list[Picture], scheme: Scheme | None,
+                     target: Scheme) -> tuple[list[Picture], bool]:
+    """Pictures read from ``path`` (annotated in ``scheme``, None: unknown) as a model of
+    ``target`` sees them -> (pictures, whether they were converted); pictures whose points
+    neither match the model's nor derive to them are refused."""
+    if scheme is not None and scheme.name != target.name and scheme.name in target.derive:
+        return in_scheme(pictures, scheme, target), True
+    count = next((p.points.shape[1] for p in pictures if len(p.points)), target.num_points)
+    if count != target.num_points:
+        raise UsageError(f"{path}: faces of {count} points, the model predicts {target.num_points}"
+                         + (f" ({target.name}, which does not derive from {scheme.name})" if scheme else ""))
+    return pictures, False
+
+
 def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, outputs: Outputs, *,
                   strict: bool = False, progress: bool = True, metrics_json: Path | None = None,
                   pr_plot: Path | None = None) -> dict:
@@ -205,14 +219,10 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
     marker = Landmarker(model, settings, detector_threshold=0.05)
     operating = (marker.finder.default_threshold if settings.detector_threshold is None
                  else settings.detector_threshold)
-    count = next((p.points.shape[1] for p in pictures if len(p.points)), marker.scheme.num_points)
-    if scheme is not None and scheme.name != marker.scheme.name and scheme.name in marker.scheme.derive:
-        pictures = in_scheme(pictures, scheme, marker.scheme)
+    pictures, converted = for_model_scheme(path, pictures, scheme, marker.scheme)
+    if converted:
         print(f"{path}: {scheme.name} faces seen as {marker.scheme.name}: points derived as its scheme file "
               f"says, boxes framed as its data frames faces")
-    elif count != marker.scheme.num_points:
-        raise UsageError(f"{path}: faces of {count} points, the model predicts {marker.scheme.num_points}"
-                         + (f" ({marker.scheme.name}, which does not derive from {scheme.name})" if scheme else ""))
     metrics, curves = evaluate_pictures(marker, pictures, operating, progress=progress)
     name = getattr(marker.finder, "name", "finder")
     print(f"{path}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
