@@ -1,7 +1,7 @@
 import torch
 
 from landmarks.data.augment import (AugmentSettings, ColorJitter, RandomAffine, RandomEdgeCut, RandomHorizontalFlip,
-                                     RandomLowResolution, affine_warp, build_augmentation, hflip)
+                                     RandomLowResolution, RandomPatchOcclusion, affine_warp, build_augmentation, hflip)
 from landmarks.data.scheme import load_scheme
 
 FLIP = load_scheme("course21").flip_permutation
@@ -98,6 +98,28 @@ def test_low_resolution_blurs_the_chosen_samples_only_and_keeps_the_points():
     assert abs(blurred.mean() - board.mean()) < 2.0  # brightness kept
     untouched, _ = RandomLowResolution(p=0.0)(board, points, generator)
     assert torch.equal(untouched, board)
+
+
+def test_patch_occlusion_covers_one_rectangle_of_each_chosen_sample_with_another_samples_pixels():
+    generator = torch.Generator().manual_seed(3)
+    # Each sample a gradient of its own level, so a pasted pixel says which sample it came from.
+    levels = torch.arange(8, dtype=torch.float32)[:, None, None, None] * 30
+    image = (levels + torch.arange(112, dtype=torch.float32) / 112).expand(8, 1, 112, 112).contiguous()
+    points = torch.rand(8, 21, 2) * 112
+    occluded, kept = RandomPatchOcclusion(p=1.0)(image, points, generator)
+    assert torch.equal(kept, points)
+    for i in range(8):
+        changed = (occluded[i, 0] != image[i, 0]).nonzero()
+        rows, cols = changed[:, 0], changed[:, 1]
+        area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert len(changed) == area, i  # one solid rectangle
+        assert 0.02 * 112 * 112 * 0.9 <= area <= 0.2 * 112 * 112, (i, area)
+        pasted = occluded[i, 0][occluded[i, 0] != image[i, 0]]
+        source = int(pasted[0] // 30)
+        assert source != i and (pasted // 30 == source).all()
+    untouched, _ = RandomPatchOcclusion(p=0.0)(image, points, generator)
+    assert torch.equal(untouched, image)
+    assert isinstance(build_augmentation(AugmentSettings(occlude=0.5), 112).steps[-1], RandomPatchOcclusion)
 
 
 def test_an_edge_cut_stretches_one_side_off_and_keeps_the_points_on_their_pixels():

@@ -117,6 +117,20 @@ class ColorJitter:
         return image.clamp(0, 255), points
 
 
+def random_rectangles(u: torch.Tensor, h: int, w: int, area, aspect):
+    """One rectangle a sample from uniform numbers ``u`` [B, 4]: covering ``area`` (low, high)
+    shares of an h x w image, at an aspect (height / width) in ``aspect`` (low, high) drawn
+    log-uniform. Returns [B] tops, lefts, heights, widths."""
+    size = (area[0] + (area[1] - area[0]) * u[:, 0]) * h * w
+    log_aspect = math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * u[:, 1]
+    ratio = torch.exp(log_aspect)
+    heights = torch.sqrt(size * ratio).clamp(1, h).long()
+    widths = torch.sqrt(size / ratio).clamp(1, w).long()
+    tops = (u[:, 2] * (h - heights + 1)).long()
+    lefts = (u[:, 3] * (w - widths + 1)).long()
+    return tops, lefts, heights, widths
+
+
 class RandomErasing:
     """Occlusion: with probability ``p`` a sample gets one rectangle of random noise covering
     2 to 20 % of it (aspect 0.3 to 3.3), as a hand, hair or glasses might; points stay."""
@@ -129,20 +143,41 @@ class RandomErasing:
         chosen = torch.rand(b, generator=generator) < self.p
         if not chosen.any():
             return image, points
-        u = torch.rand(b, 5, generator=generator)
-        area = (self.area[0] + (self.area[1] - self.area[0]) * u[:, 0]) * h * w
-        log_aspect = math.log(self.aspect[0]) + (math.log(self.aspect[1]) - math.log(self.aspect[0])) * u[:, 1]
-        aspect = torch.exp(log_aspect)
-        eh = torch.sqrt(area * aspect).clamp(1, h).long()
-        ew = torch.sqrt(area / aspect).clamp(1, w).long()
-        top = (u[:, 2] * (h - eh + 1)).long()
-        left = (u[:, 3] * (w - ew + 1)).long()
+        u = torch.rand(b, 5, generator=generator)  # the fifth column, unused, keeps seeded runs as they were
+        top, left, eh, ew = random_rectangles(u[:, :4], h, w, self.area, self.aspect)
         rows = torch.arange(h)[None, :, None]
         cols = torch.arange(w)[None, None, :]
         mask = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
                 & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]) & chosen[:, None, None])
         noise = torch.rand(image.shape, generator=generator) * 255
         return torch.where(mask[:, None], noise, image), points
+
+
+class RandomPatchOcclusion:
+    """Occlusion by things rather than noise: with probability ``p`` a sample gets one rectangle
+    (2 to 20 % of it, aspect 0.3 to 3.3) cut from anywhere in another sample of the batch, so the
+    occluder has the texture of skin, hair, clothes or background; points stay."""
+
+    def __init__(self, p: float = 0.5, area=(0.02, 0.2), aspect=(0.3, 3.3)):
+        self.p, self.area, self.aspect = p, area, aspect
+
+    def __call__(self, image, points, generator=None):
+        b, _, h, w = image.shape
+        chosen = torch.rand(b, generator=generator) < self.p
+        u = torch.rand(b, 6, generator=generator)
+        top, left, eh, ew = random_rectangles(u[:, :4], h, w, self.area, self.aspect)
+        source_top = (u[:, 4] * (h - eh + 1)).long()
+        source_left = (u[:, 5] * (w - ew + 1)).long()
+        source = torch.randint(1, max(b, 2), (b,), generator=generator)  # an offset, so never the sample itself
+        if b < 2 or not chosen.any():
+            return image, points
+        occluded = image.clone()
+        for i in torch.nonzero(chosen).flatten().tolist():
+            j = (i + int(source[i])) % b
+            rh, rw = int(eh[i]), int(ew[i])
+            st, sl = int(source_top[i]), int(source_left[i])
+            occluded[i, :, top[i]:top[i] + rh, left[i]:left[i] + rw] = image[j, :, st:st + rh, sl:sl + rw]
+        return occluded, points
 
 
 class RandomLowResolution:
@@ -219,6 +254,8 @@ class AugmentSettings:
     brightness: float = _setting(0.0, "max brightness change")
     contrast: float = _setting(0.0, "max contrast change")
     erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
+    occlude: float = _setting(0.0, "probability of an occluding rectangle cut from another crop of the batch "
+                                   "(an object's texture rather than noise)")
     lowres: float = _setting(0.0, "probability of shrinking a crop to 16-48 px and back (small, blurred faces)")
     edge: float = _setting(0.0, "probability of cutting a strip (up to --edge-most of the crop) off one side and "
                                 "stretching the rest back (a face at the picture's edge, its crop clamped)")
@@ -230,8 +267,8 @@ class AugmentSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.lowres
-                    or self.edge)
+        return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.occlude
+                    or self.lowres or self.edge)
 
 
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
@@ -244,6 +281,8 @@ def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutatio
         steps.append(ColorJitter(settings.brightness, settings.contrast))
     if settings.erase:
         steps.append(RandomErasing(settings.erase))
+    if settings.occlude:
+        steps.append(RandomPatchOcclusion(settings.occlude))
     if settings.lowres:
         steps.append(RandomLowResolution(settings.lowres))
     if settings.edge:
