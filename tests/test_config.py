@@ -80,6 +80,7 @@ def test_shipped_presets_share_the_augmentation_block():
     ({"nets": "stage1"}, "unknown setting nets"),
     ({"augment": {"blur": 1}}, "unknown augment setting blur"),
     ({"face_threshold": 2}, "face_threshold must be between 0 and 1"),
+    ({"picture_zoom": 0.4}, "picture_zoom must be at least 0.5"),
     ({"aux": ["yaw=high"]}, "'yaw=high' is not name or name=weight"),
 ])
 def test_bad_settings_name_the_problem(values, message):

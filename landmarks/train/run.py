@@ -247,7 +247,8 @@ def prepare_faces(job: Job, config: Config, model_path: Path | None, ranks: Dist
     train_path, test_path = lists_of(job, config.seed, ranks, pictures=True, validation=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, _ = read_picture_list(train_path, strict=job.strict)
-    augment = PictureAugment(rotation=config.augment.rotation)  # --rotation turns some training crops
+    # --rotation turns some training crops; --picture-zoom sets how close they come
+    augment = PictureAugment(zoom=(0.5, config.picture_zoom), rotation=config.augment.rotation)
     train_set = PictureDataset(pictures, size=config.input_size, augment=augment, strict=job.strict,
                                progress=job.progress)
     log.info("%s: %d pictures, %d faces", train_path, len(train_set), sum(len(p.boxes) for p in train_set.pictures))
