@@ -309,6 +309,13 @@ def test_a_detector_run_refuses_landmark_crop_augmentation_by_name(sample_lists,
     assert code != 0 and "--flip" in err and "--rotation," not in err
 
 
+def test_a_landmark_run_refuses_the_detectors_picture_zoom(sample_lists, tmp_path, capsys):
+    from conftest import train_args
+    code, err = run_main(train_args(sample_lists, tmp_path, "l", "--epochs", "1", "--picture-zoom", "3"), capsys)
+    assert code != 0 and "--picture-zoom: a face detector's training pictures" in err and "--scale" in err
+    assert not (tmp_path / "runs" / "l").exists()
+
+
 def test_a_detector_run_reads_the_picture_lists_it_is_given(sample_dir, tmp_path):
     """A folder with picture lists only (as packed for another machine) is not rebuilt from --data-dir."""
     from landmarks.data import build_lists

@@ -213,6 +213,9 @@ def print_best(best: dict) -> None:
 
 def prepare_landmarks(job: Job, config: Config, model_path: Path | None, ranks: Distributed):
     """Spec, net, task and datasets of a landmark run (``model_path``: finetune from it)."""
+    if config.picture_zoom != Config.picture_zoom:
+        raise UsageError("--picture-zoom: a face detector's training pictures; a landmark model's crops zoom "
+                         "by --scale")
     train_list, test_list = lists_of(job, config.seed, ranks, validation=True)
     train_data = read_list(train_list, strict=job.strict)
     spec = training_spec(config, train_data)
