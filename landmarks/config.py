@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data.augment import STANDARD_AUGMENT, AugmentSettings
+from .data.pictures import ZOOM_RANGE
 from .errors import UsageError
 from .geometry import EXPAND_RATIO
 from .net import NETS
@@ -96,8 +97,9 @@ class Config:
     pose_balance: float = setting(0.0, "draw training faces by head yaw (frontal <30°, 30-60°, 60°+): a face of a "
                                   "bin holding the share f of the faces weighs f^-P; 0 draws each face once an "
                                   "epoch, 1 each bin alike")
-    picture_zoom: float = setting(2.0, "a face detector's training crops: the largest zoom against the picture "
-                                  "fitted to the crop (the smallest is 0.5); larger shows it close-ups")
+    picture_zoom: float = setting(ZOOM_RANGE[1], "a face detector's training crops: the largest zoom against the "
+                                  f"picture fitted to the crop (the smallest is {ZOOM_RANGE[0]}); larger shows it "
+                                  "close-ups")
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     @property
@@ -182,8 +184,9 @@ def validate(config: Config, where: str = "config") -> None:
         raise UsageError(f"{where}: class_weights takes two numbers (non-face, face)")
     if config.expand is not None and config.expand < 0:
         raise UsageError(f"{where}: expand must be 0 or more, got {config.expand}")
-    if config.picture_zoom < 0.5:
-        raise UsageError(f"{where}: picture_zoom must be at least 0.5, the smallest zoom, got {config.picture_zoom}")
+    if config.picture_zoom < ZOOM_RANGE[0]:
+        raise UsageError(f"{where}: picture_zoom must be at least {ZOOM_RANGE[0]}, the smallest zoom, "
+                         f"got {config.picture_zoom}")
     if not 0.0 <= config.face_threshold <= 1.0:
         raise UsageError(f"{where}: face_threshold must be between 0 and 1, got {config.face_threshold}")
     config.aux_weights()

@@ -76,11 +76,16 @@ def fit_picture(image: np.ndarray, size: int, multiple: int = 32) -> tuple[np.nd
     return canvas.reshape(ph, pw, 3), scale
 
 
+# How far training crops zoom a picture against the picture fitted to the crop (--picture-zoom
+# moves the upper end).
+ZOOM_RANGE = (0.5, 2.0)
+
+
 @dataclass
 class PictureAugment:
     """How training crops of whole pictures vary."""
 
-    zoom: tuple[float, float] = (0.5, 2.0)  # scale against the picture fitted to the crop
+    zoom: tuple[float, float] = ZOOM_RANGE
     flip: float = 0.5
     rotation: float = 0.0  # largest turn in degrees (either way) of a turned crop
     rotation_share: float = 0.5  # crops turned; the rest stay upright, as most faces in pictures are

@@ -21,7 +21,7 @@ from ..data.dataset import FaceLandmarksDataset, balanced_weights, check_list_st
 from ..data.images import image_size
 from ..data.labels import LandmarkList, predictions_text, read_list, read_list_info, read_picture_list
 from ..data.lists import ensure_lists
-from ..data.pictures import PictureAugment, PictureDataset
+from ..data.pictures import ZOOM_RANGE, PictureAugment, PictureDataset
 from ..data.pose import entry_yaws, face_yaws
 from ..data.scheme import regions_of
 from ..errors import UsageError
@@ -251,7 +251,7 @@ def prepare_faces(job: Job, config: Config, model_path: Path | None, ranks: Dist
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, _ = read_picture_list(train_path, strict=job.strict)
     # --rotation turns some training crops; --picture-zoom sets how close they come
-    augment = PictureAugment(zoom=(0.5, config.picture_zoom), rotation=config.augment.rotation)
+    augment = PictureAugment(zoom=(ZOOM_RANGE[0], config.picture_zoom), rotation=config.augment.rotation)
     train_set = PictureDataset(pictures, size=config.input_size, augment=augment, strict=job.strict,
                                progress=job.progress)
     log.info("%s: %d pictures, %d faces", train_path, len(train_set), sum(len(p.boxes) for p in train_set.pictures))
