@@ -9,6 +9,7 @@ Reported: median milliseconds per picture for each part, and faces found.
 
     python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt
     python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --backends auto torch
+    python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --settle-iou 0.8 0
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from PIL import Image
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
 from landmarks.data.pictures import shrink
-from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.inference.runtime import BACKENDS
 
 
@@ -55,6 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["auto"], choices=BACKENDS,
                         help="how the nets run, each timed with each finder (default: auto, ONNX Runtime where "
                              "installed)")
+    parser.add_argument("--settle-iou", type=float, nargs="+", default=[LandmarkerSettings.settle_iou], metavar="IOU",
+                        help="the third look's IoU (0: never), each timed with each finder and backend "
+                             "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the pictures (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -63,8 +67,8 @@ def main(argv=None) -> int:
     pictures = pictures[:args.count]
     encoded = [jpeg_at(p.image, args.side) for p in pictures]
     sizes = [Image.open(io.BytesIO(b)).size for b in encoded]
-    markers = {f"{name}/{backend}": Landmarker(args.model, detector=name, backend=backend)
-               for name in args.detectors for backend in args.backends}
+    markers = {(name, backend, settle): Landmarker(args.model, detector=name, backend=backend, settle_iou=settle)
+               for name in args.detectors for backend in args.backends for settle in args.settle_iou}
     times = {name: {"decode": [], "detector": [], "landmarks": []} for name in markers}
     found = {name: 0 for name in markers}
     for round_number in range(args.rounds + 1):  # the first pass warms up, untimed
@@ -84,14 +88,16 @@ def main(argv=None) -> int:
     print(f"{len(pictures)} pictures of {args.pictures}, median {statistics.median(widths):.0f} x "
           f"{statistics.median(heights):.0f}; {args.threads} thread(s), torch {torch.__version__}, "
           f"model {args.model}, {args.rounds} rounds")
-    print(f"{'finder/backend':16s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} {'with decode':>12s} "
+    print(f"{'finder/backend':22s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} {'with decode':>12s} "
           f"{'faces':>6s}   (median ms per picture)")
     for name, parts in times.items():
         pipeline = np.add(parts["detector"], parts["landmarks"])
         total = pipeline + np.array(parts["decode"])
         marker = markers[name]
-        label = f"{getattr(marker.finder, 'name', name)}/{marker.backend}"
-        print(f"{label:16s} {1000 * np.median(parts['decode']):8.1f} {1000 * np.median(parts['detector']):9.1f} "
+        label = f"{getattr(marker.finder, 'name', name[0])}/{marker.backend}"
+        if len(args.settle_iou) > 1:
+            label += f" settle {name[2]:g}"
+        print(f"{label:22s} {1000 * np.median(parts['decode']):8.1f} {1000 * np.median(parts['detector']):9.1f} "
               f"{1000 * np.median(parts['landmarks']):10.1f} {1000 * np.median(pipeline):9.1f} "
               f"{1000 * np.median(total):12.1f} {found[name]:6d}")
     return 0

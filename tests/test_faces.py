@@ -468,3 +468,27 @@ def test_the_first_look_crops_a_close_ups_candidate_wider_and_leaves_smaller_one
     assert marker._grown(np.zeros((0, 4)), (300, 400)).shape == (0, 4)
     with pytest.raises(UsageError, match="--first-look-grow"):
         Landmarker("stage2", detector=None, first_look_grow=0.9)
+
+
+def test_a_face_whose_box_moved_on_its_second_look_is_looked_at_once_more(monkeypatch):
+    marker = Landmarker("stage2", detector=None)
+    rng = np.random.default_rng(0)
+    points = np.stack([rng.uniform(50, 150, (21, 2)), rng.uniform(10, 40, (21, 2))])
+    faces = [Face(np.zeros(4), np.zeros(4), p, 1.0, 0.9) for p in points]
+    faces.append(Face(np.zeros(4), np.zeros(4), None, 0.1, 0.5))  # refused: stays as it is
+    settled_box = marker.scheme.face_boxes(points[0][None])[0]
+    before = np.array([settled_box, [0.0, 0, 20, 20], [0, 0, 10, 10]])  # the second face's box moved
+    looked = []
+
+    def look_again(pixels, again, scores=None):
+        looked.append(again)
+        return [Face(np.ones(4), np.ones(4), p + 1, 1.0, s) for p, s in zip(again, scores)]
+
+    monkeypatch.setattr(marker, "_look_from_points", look_again)
+    settled = marker._settled(None, faces, before)
+    assert len(looked) == 1 and len(looked[0]) == 1 and np.array_equal(looked[0][0], points[1])
+    assert settled[0] is faces[0] and settled[2] is faces[2]
+    np.testing.assert_array_equal(settled[1].points, points[1] + 1)
+    assert Landmarker("stage2", detector=None, settle_iou=0)._settled(None, faces, before) == faces
+    with pytest.raises(UsageError, match="--settle-iou"):
+        Landmarker("stage2", detector=None, settle_iou=1.5)

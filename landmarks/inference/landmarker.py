@@ -89,6 +89,8 @@ class LandmarkerSettings:
                                               f"is sure ({ZOOM_OUT_SURE:g}) of no face (a face that fills the "
                                               "picture); 0: never", default_text=f"{ZOOM_OUT:g}", metavar="SHARE")
     refine: bool = setting(True, "look at each face again, cropped from the box its points give")
+    settle_iou: float = setting(0.8, "look a third time at a face whose second look's box overlaps its first's by "
+                                "less than this IoU (its points have not settled); 0: never", metavar="IOU")
     first_look_grow: float = setting(1.2, "on the first look, crop a candidate box that takes a quarter of the "
                                      "picture's shorter side or more this many times as large (the finder boxes "
                                      "a face that fills the picture small); 1: never", metavar="TIMES")
@@ -132,6 +134,8 @@ class Landmarker:
         if settings.first_look_grow < 1:
             raise UsageError(f"first_look_grow (--first-look-grow) must be 1 (never) or more, "
                              f"not {settings.first_look_grow:g}")
+        if not 0 <= settings.settle_iou <= 1:
+            raise UsageError(f"settle_iou (--settle-iou) must be from 0 (never) to 1, not {settings.settle_iou:g}")
         self.settings = settings
         self.device = torch.device(device)
         exported = model is not None and not isinstance(model, Loaded) and str(model).endswith(".onnx")
@@ -246,10 +250,25 @@ class Landmarker:
         pixels = self._pixels(image)
         if not self.settings.refine:
             return merge_duplicates(self._look(pixels, boxes, scores))
-        first, looked, _ = self._first_look(pixels, boxes, scores)
+        first, looked, first_boxes = self._first_look(pixels, boxes, scores)
         if not looked:
             return first
-        return merge_duplicates(self._look_from_points(pixels, [f.points for f in looked], [f.score for f in looked]))
+        faces = self._look_from_points(pixels, [f.points for f in looked], [f.score for f in looked])
+        return merge_duplicates(self._settled(pixels, faces, first_boxes))
+
+    def _settled(self, pixels: np.ndarray, faces: list[Face], before: np.ndarray) -> list[Face]:
+        """Faces of a look with those whose box moved from ``before`` (the boxes [N, 4] the look
+        cropped from) by more than ``settle_iou`` allows looked at once more from their new box:
+        a first look at a finder's box around part of a face moves its points only part of the way."""
+        moved = [i for i, face in enumerate(faces) if face.points is not None
+                 and iou(before[i], self.scheme.face_boxes(face.points[None]))[0] < self.settings.settle_iou]
+        if not moved:
+            return faces
+        again = self._look_from_points(pixels, [faces[i].points for i in moved], [faces[i].score for i in moved])
+        settled = list(faces)
+        for i, face in zip(moved, again):
+            settled[i] = face
+        return settled
 
     def _look_from_points(self, pixels: np.ndarray, points: list[np.ndarray], scores=None) -> list[Face]:
         """A look at faces whose points are known (a first look's, or the last video frame's):
