@@ -98,3 +98,22 @@ for path in sorted(pathlib.Path("runs").glob("operating*/*.json")):
     print(f"{path.parent.name}/{path.stem:40s} found {d['found']:.3f}  false {round(d['false_per_picture'] * d['pictures'])}"
           f"  {d['missed_by_cause']}  crop NME_io {d['crop_nme_io']:.2f}")
 PY
+
+# Closer crops over the shipped finder's last 45 epochs: its 60-epoch start (faces-tune-a), then 20
+# epochs at 384 and 25 at 448 as the shipped finder was made, with the zoom to 4 and drawn by yaw,
+# and drawn by yaw alone; two at a time on one thread each.
+late() {
+    name=$1; shift
+    [ -f "runs/$name-384/best.pt" ] || $PY -m landmarks.detector --phase finetune --model runs/before/faces-tune-a.pt \
+        --config configs/faces.toml --input-size 384 --epochs 20 --lr 0.0005 --list-dir lists/tune3f \
+        --test-list lists/tune3f/val_pictures.txt --quiet --run-name "$name-384" "$@"
+    [ -f "runs/$name/best.pt" ] || $PY -m landmarks.detector --phase finetune --model "runs/$name-384/best.pt" \
+        --config configs/faces.toml --input-size 448 --epochs 25 --lr 0.0005 --face-threshold 0.2 --list-dir lists/tune3f \
+        --test-list lists/tune3f/val_pictures.txt --quiet --run-name "$name" "$@"
+    $PY -m landmarks.detector --phase test --test-pictures lists/tune3f/val_pictures.txt --detector "runs/$name/best.pt" \
+        --metrics-json "runs/$name/val_pictures.json" --quiet
+    $PY -m landmarks.detector --phase test --test-pictures lists/lfpw68/train_pictures.txt --detector "runs/$name/best.pt" \
+        --quiet
+}
+late faces-late-zoom4-pb05 --picture-zoom 4 --pose-balance 0.5
+late faces-late-pb05 --pose-balance 0.5
