@@ -9,7 +9,7 @@ Reported: median milliseconds per picture for each part, and faces found.
 
     python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt
     python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --backends auto torch
-    python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --settle-iou 0.8 0
+    python scripts/bench_pictures.py --pictures lists/split/test_pictures.txt --detectors default --variants settle_iou=0.8 settle_iou=0
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import io
 import statistics
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,21 @@ def jpeg_at(path: Path, side: int) -> bytes:
     return buffer.getvalue()
 
 
+def variant(text: str) -> dict[str, float]:
+    """``SETTING=VALUE[,SETTING=VALUE...]`` (numeric LandmarkerSettings fields) -> keyword overrides."""
+    known = {f.name for f in fields(LandmarkerSettings)}
+    settings = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in known:
+            raise argparse.ArgumentTypeError(f"{key!r} is no pipeline setting; valid: {', '.join(sorted(known))}")
+        try:
+            settings[key] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: the value must be a number") from None
+    return settings
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pictures", type=Path, default=Path("lists/split/test_pictures.txt"),
@@ -56,9 +72,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["auto"], choices=BACKENDS,
                         help="how the nets run, each timed with each finder (default: auto, ONNX Runtime where "
                              "installed)")
-    parser.add_argument("--settle-iou", type=float, nargs="+", default=[LandmarkerSettings.settle_iou], metavar="IOU",
-                        help="the third look's IoU (0: never), each timed with each finder and backend "
-                             "(default: %(default)s)")
+    parser.add_argument("--variants", type=variant, nargs="+", default=[{}], metavar="SETTING=VALUE[,...]",
+                        help="pipeline settings (LandmarkerSettings fields, as settle_iou=0), each variant timed "
+                             "with each finder and backend; default: the pipeline as it is")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the pictures (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -67,8 +83,8 @@ def main(argv=None) -> int:
     pictures = pictures[:args.count]
     encoded = [jpeg_at(p.image, args.side) for p in pictures]
     sizes = [Image.open(io.BytesIO(b)).size for b in encoded]
-    markers = {(name, backend, settle): Landmarker(args.model, detector=name, backend=backend, settle_iou=settle)
-               for name in args.detectors for backend in args.backends for settle in args.settle_iou}
+    markers = {(name, backend, i): Landmarker(args.model, detector=name, backend=backend, **settings)
+               for name in args.detectors for backend in args.backends for i, settings in enumerate(args.variants)}
     times = {name: {"decode": [], "detector": [], "landmarks": []} for name in markers}
     found = {name: 0 for name in markers}
     for round_number in range(args.rounds + 1):  # the first pass warms up, untimed
@@ -88,18 +104,21 @@ def main(argv=None) -> int:
     print(f"{len(pictures)} pictures of {args.pictures}, median {statistics.median(widths):.0f} x "
           f"{statistics.median(heights):.0f}; {args.threads} thread(s), torch {torch.__version__}, "
           f"model {args.model}, {args.rounds} rounds")
-    print(f"{'finder/backend':22s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} {'with decode':>12s} "
-          f"{'faces':>6s}   (median ms per picture)")
+    labels = {}
+    for name, marker in markers.items():
+        labels[name] = f"{getattr(marker.finder, 'name', name[0])}/{marker.backend}"
+        if len(args.variants) > 1:
+            overrides = args.variants[name[2]]
+            labels[name] += " " + (",".join(f"{k}={v:g}" for k, v in overrides.items()) or "as it is")
+    width = max(len("finder/backend"), *map(len, labels.values()))
+    print(f"{'finder/backend':{width}s} {'decode':>8s} {'detector':>9s} {'landmarks':>10s} {'pipeline':>9s} "
+          f"{'with decode':>12s} {'faces':>6s}   (median ms per picture)")
     for name, parts in times.items():
         pipeline = np.add(parts["detector"], parts["landmarks"])
         total = pipeline + np.array(parts["decode"])
-        marker = markers[name]
-        label = f"{getattr(marker.finder, 'name', name[0])}/{marker.backend}"
-        if len(args.settle_iou) > 1:
-            label += f" settle {name[2]:g}"
-        print(f"{label:22s} {1000 * np.median(parts['decode']):8.1f} {1000 * np.median(parts['detector']):9.1f} "
-              f"{1000 * np.median(parts['landmarks']):10.1f} {1000 * np.median(pipeline):9.1f} "
-              f"{1000 * np.median(total):12.1f} {found[name]:6d}")
+        print(f"{labels[name]:{width}s} {1000 * np.median(parts['decode']):8.1f} "
+              f"{1000 * np.median(parts['detector']):9.1f} {1000 * np.median(parts['landmarks']):10.1f} "
+              f"{1000 * np.median(pipeline):9.1f} {1000 * np.median(total):12.1f} {found[name]:6d}")
     return 0
 
 

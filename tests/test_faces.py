@@ -217,6 +217,24 @@ def test_a_picture_with_no_sure_face_is_looked_at_again_at_half_the_size():
         make_finder("faces", zoom_out=1.0)
     with pytest.raises(UsageError, match="--detector-zoom-out"):
         make_finder("haar", zoom_out=0.5)
+    # Where asked, a sure close-up (here a side of 200 in a picture whose shorter side is 300) takes it too.
+    close_up = make_finder("faces", zoom_out_close_up=0.6)
+    sizes = looking(close_up, [sure, unsure])
+    assert close_up(picture)[1].tolist() == [0.9, 0.3] and sizes == [448, 224]
+    farther = make_finder("faces", zoom_out_close_up=0.7)
+    sizes = looking(farther, [sure])
+    assert farther(picture)[1].tolist() == [0.9] and sizes == [448]
+    with pytest.raises(UsageError, match="--detector-zoom-out-close-up"):
+        make_finder("faces", zoom_out_close_up=-0.1)
+    with pytest.raises(UsageError, match="--detector-zoom-out-close-up"):
+        make_finder("haar", zoom_out_close_up=0.4)
+
+
+def test_a_box_is_a_close_ups_from_a_share_of_the_pictures_shorter_side():
+    from landmarks.inference.faces import is_close_up
+    boxes = np.array([[0.0, 0, 100, 40], [0, 0, 99, 99]])
+    assert is_close_up(boxes, (400, 300, 3), 1 / 3).tolist() == [True, False]  # the longer side, against 300
+    assert is_close_up(np.zeros((0, 4)), (400, 300)).shape == (0,)
 
 
 def test_the_haar_cascade_gives_its_faces_in_one_order_whatever_the_thread_count(sample_dir):

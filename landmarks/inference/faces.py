@@ -17,7 +17,7 @@ from ..checkpoint import load_model, resolve_model, shipped_models
 from ..codecs import CentreBoxes
 from ..data.pictures import fit_picture, normalise_pictures
 from ..errors import DataError, UsageError
-from ..geometry import box_scale
+from ..geometry import box_scale, box_size
 from ..net.faces import fuse_batch_norm
 from .runtime import RuntimeNet, choose_backend
 
@@ -50,6 +50,23 @@ ZOOM = 2.0
 # 0.7 (docs/face-detector.md); most pictures hold a sure face and take no such look.
 ZOOM_OUT = 0.5
 ZOOM_OUT_SURE = 0.5
+
+# A box whose longer side is this share of the picture's shorter side or more is a close-up's,
+# which the finder boxes small, around part of the face: the landmarks' first look crops it
+# wider (Landmarker.first_look_grow). Chosen on validation pictures and LFPW's (docs/face-detector.md).
+CLOSE_UP_SHARE = 0.25
+# Where set (a share of the shorter side, as above), a picture with a sure face that close also
+# takes the look at half the size: other close-ups beside it are missed at full size. Off: at
+# 0.4 it finds one face more of LFPW's 805 and none of the validation pictures', and 4 in 10 of
+# the course's pictures pay for the look, 1.3 ms a picture at the median (docs/face-detector.md).
+ZOOM_OUT_CLOSE_UP = 0.0
+
+
+def is_close_up(boxes, shape: tuple[int, ...], share: float = CLOSE_UP_SHARE) -> np.ndarray:
+    """Per box [N, 4], whether its longer side is ``share`` of the shorter side of a picture of
+    ``shape`` (height, width, ...) or more."""
+    return box_size(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).max(axis=1, initial=0) >= \
+        share * min(shape[:2])
 
 
 # Pictures whose mean light (linear, all channels) is under DARK_FLOOR, the darkest twentieth of
@@ -113,7 +130,8 @@ class NetFinder:
     name = "net"
 
     def __init__(self, loaded, threshold: float | None = None, device: str = "cpu", size: int | None = None,
-                 zoom_below: float = ZOOM_BELOW, backend: str = "torch", zoom_out: float = ZOOM_OUT):
+                 zoom_below: float = ZOOM_BELOW, backend: str = "torch", zoom_out: float = ZOOM_OUT,
+                 zoom_out_close_up: float = ZOOM_OUT_CLOSE_UP):
         if size is not None and size < 32:
             raise UsageError(f"the face detector's picture size must be 32 pixels or more, not {size}")
         if zoom_below < 0:
@@ -125,7 +143,10 @@ class NetFinder:
         self.spec = loaded.spec
         self.size = loaded.config.input_size if size is None else size
         self.zoom_below = zoom_below
-        self.zoom_out, self.zoom_out_sure = zoom_out, ZOOM_OUT_SURE
+        if zoom_out_close_up < 0:
+            raise UsageError(f"detector_zoom_out_close_up (--detector-zoom-out-close-up) must be 0 (never) or a "
+                             f"share above 0, not {zoom_out_close_up:g}")
+        self.zoom_out, self.zoom_out_sure, self.zoom_out_close_up = zoom_out, ZOOM_OUT_SURE, zoom_out_close_up
         self.default_threshold = loaded.config.face_threshold
         self.threshold = self.default_threshold if threshold is None else threshold
         self.device = torch.device(device)
@@ -143,7 +164,9 @@ class NetFinder:
         looks = [(boxes, scores)]
         if needs_zoom(boxes * scale, scores, self.default_threshold, self.zoom_below):
             looks.append(self.look(rgb, round(self.size * ZOOM))[:2])
-        if self.zoom_out and not (scores >= self.zoom_out_sure).any():
+        sure = scores >= self.zoom_out_sure
+        close_up = self.zoom_out_close_up and is_close_up(boxes[sure], rgb.shape, self.zoom_out_close_up).any()
+        if self.zoom_out and (not sure.any() or close_up):
             looks.append(self.look(rgb, round(self.size * self.zoom_out))[:2])
         if len(looks) == 1:
             return boxes, scores
@@ -180,13 +203,15 @@ DEFAULT_FINDER = "faces"  # the shipped detector; "haar" where it is not install
 
 
 def make_finder(detector, threshold: float | None = None, device: str = "cpu", size: int | None = None,
-                zoom_below: float | None = None, backend: str = "torch", zoom_out: float | None = None):
+                zoom_below: float | None = None, backend: str = "torch", zoom_out: float | None = None,
+                zoom_out_close_up: float | None = None):
     """A face finder from a name: "haar", a shipped detector's name, a detector checkpoint; None
     (boxes are given), or any callable ``image -> (boxes, scores)``. ``size``: the longer side a
     trained detector resizes pictures to (default: its own); ``zoom_below``: a second pass at
     twice that size when a sure face is smaller than this in detector pixels (0: never;
     default: ZOOM_BELOW); ``zoom_out``: a pass at this share of the size when no face is sure
-    (0: never; default: ZOOM_OUT); ``backend``: how a trained detector's net runs
+    (0: never; default: ZOOM_OUT), or when a sure face is a close-up by ``zoom_out_close_up``
+    (is_close_up's share; 0: never; default: ZOOM_OUT_CLOSE_UP); ``backend``: how a trained detector's net runs
     (runtime.choose_backend)."""
     if detector is None or callable(detector):
         return detector
@@ -195,10 +220,12 @@ def make_finder(detector, threshold: float | None = None, device: str = "cpu", s
     if detector == "haar":
         if size is not None:
             raise UsageError("--detector-size is for a trained face detector; the Haar cascade scans every scale")
-        for flag, value in (("--detector-zoom-below", zoom_below), ("--detector-zoom-out", zoom_out)):
+        for flag, value in (("--detector-zoom-below", zoom_below), ("--detector-zoom-out", zoom_out),
+                            ("--detector-zoom-out-close-up", zoom_out_close_up)):
             if value is not None:
                 raise UsageError(f"{flag} is for a trained face detector; the Haar cascade scans every scale")
         return HaarFinder()
     return NetFinder(load_model(resolve_model(detector), expect_task="faces"), threshold, device, size,
                      ZOOM_BELOW if zoom_below is None else zoom_below, backend,
-                     ZOOM_OUT if zoom_out is None else zoom_out)
+                     ZOOM_OUT if zoom_out is None else zoom_out,
+                     ZOOM_OUT_CLOSE_UP if zoom_out_close_up is None else zoom_out_close_up)

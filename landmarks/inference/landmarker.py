@@ -26,7 +26,7 @@ from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size,
                         from_crop, invert_affine, iou, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
-from .faces import ZOOM_BELOW, ZOOM_OUT, ZOOM_OUT_SURE, make_finder
+from .faces import ZOOM_BELOW, ZOOM_OUT, ZOOM_OUT_CLOSE_UP, ZOOM_OUT_SURE, is_close_up, make_finder
 from .runtime import BACKENDS, RuntimeNet, choose_backend, runtime_session
 
 
@@ -88,6 +88,10 @@ class LandmarkerSettings:
     detector_zoom_out: float | None = setting(None, "look again at this share of the detector size when the detector "
                                               f"is sure ({ZOOM_OUT_SURE:g}) of no face (a face that fills the "
                                               "picture); 0: never", default_text=f"{ZOOM_OUT:g}", metavar="SHARE")
+    detector_zoom_out_close_up: float | None = setting(None, "take that look too when a face the detector is sure of "
+                                                       "has a side of this share of the picture's shorter side or "
+                                                       "more (a close-up: others beside it are missed); 0: never",
+                                                       default_text=f"{ZOOM_OUT_CLOSE_UP:g}", metavar="SHARE")
     refine: bool = setting(True, "look at each face again, cropped from the box its points give")
     settle_iou: float = setting(0.8, "look a third time at a face whose second look's box overlaps its first's by "
                                 "less than this IoU (its points have not settled); 0: never", metavar="IOU")
@@ -120,11 +124,6 @@ class Landmarker:
     # On a smaller face the first points' eye line is too rough to turn by (and the net, shown
     # a blurred face turned the wrong way, follows the crop).
     TURN_MIN_FACE = 32
-    # A candidate box this large a share of the picture's shorter side is a close-up's, which
-    # the finder often boxes around the upper face only; its first look is cropped wider
-    # (first_look_grow). Chosen on validation pictures and LFPW's (docs/face-detector.md).
-    BIG_BOX_SHARE = 0.25
-
     def __init__(self, model=None, settings: LandmarkerSettings | None = None, *, device: str = "cpu", **overrides):
         known = {f.name for f in fields(LandmarkerSettings)}
         unknown = sorted(set(overrides) - known)
@@ -162,7 +161,8 @@ class Landmarker:
         self.scheme = self.spec.scheme
         self.min_face_prob = self.config.face_threshold if settings.min_face_prob is None else settings.min_face_prob
         self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
-                                  settings.detector_zoom_below, backend, settings.detector_zoom_out)
+                                  settings.detector_zoom_below, backend, settings.detector_zoom_out,
+                                  settings.detector_zoom_out_close_up)
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
@@ -302,13 +302,13 @@ class Landmarker:
         return first, looked, second_boxes
 
     def _grown(self, boxes, shape: tuple[int, int]) -> np.ndarray:
-        """Candidate boxes [N, 4] with those of a close-up (``BIG_BOX_SHARE`` of the picture's
-        shorter side ``shape`` gives, or more) grown ``first_look_grow`` times about their centre."""
+        """Candidate boxes [N, 4] with those of a close-up (faces.is_close_up, in a picture of
+        ``shape``) grown ``first_look_grow`` times about their centre."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         grow = self.settings.first_look_grow
         if grow == 1 or not len(boxes):
             return boxes
-        big = box_size(boxes).max(axis=1) >= self.BIG_BOX_SHARE * min(shape)
+        big = is_close_up(boxes, shape)
         return np.array([expand_box(box, (grow - 1) / 2) if wide else box for box, wide in zip(boxes, big)])
 
     def detect(self, image) -> list[Face]:
