@@ -2,7 +2,8 @@
 # The head, distillation, erasing and schedule runs of docs/results.md ("Heads, distillation,
 # occlusion"). They ran on one lent H100, seven at a time, each under a 540 s limit, from crops
 # packed once (python scripts/tools/pack_crops.py); runs the limit cut short are marked in the table.
-# On 2 CPU cores one 300-epoch run takes about 2.5 hours. The t-* runs train on the split's
+# On 2 CPU cores one 300-epoch SimCC run took about 2.5 hours then (15 minutes on one thread with
+# today's training path, docs/hard-faces.md). The t-* runs train on the split's
 # training pictures less a validation tenth (lists/tune: --val-ratio 0.1) and score on it:
 # they chose the head. The others train on lists/split and score on its test faces.
 set -u

@@ -5,8 +5,8 @@
 #   python -m landmarks.data --data-dir ../shared/course-data --out-dir lists/tune --test-ratio 0.1 --val-ratio 0.1 --seed 0
 # stage2 and stage3's starting point (SimCC, 300 epochs) ran on a lent GPU (docs/experiments/head_experiments.sh:
 # runs simcc-300-erase-kd, stopped at epoch 243 of 300, and simcc-300-erase, at 246); on 2 CPU cores
-# each takes about 2.5 hours. stage2 ships without test-time flip: 3.36 % against 3.23 % with it, at
-# half the time a face (docs/performance.md).
+# each took about 2.5 hours then (15 minutes on one thread with today's training path).
+# stage2 ships without test-time flip: 3.36 % against 3.23 % with it, at half the time a face (docs/performance.md).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 run() { [ -f "runs/$2/last.pt" ] || $PY -m landmarks.detector --phase "$1" --quiet --run-name "${@:2}"; }
