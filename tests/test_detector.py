@@ -138,6 +138,8 @@ def test_export_gives_the_same_landmarks(trained, sample_lists, tmp_path, fmt):
     pytest.importorskip("onnxruntime")
     out = tmp_path / f"model.{fmt}"
     assert main(["--phase", "export", "--model", str(trained / "best.pt"), "--format", fmt, "--out", str(out)]) == 0
+    # One file the model, one its settings: no weights in a file beside them, under a temporary name.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, f"{out.name}.json"]
     loaded = load_model(trained / "best.pt")
     model, config = loaded.spec.inference_model(loaded.net), loaded.config
     from landmarks.data import FaceLandmarksDataset

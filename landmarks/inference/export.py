@@ -97,6 +97,8 @@ def write_format(model: torch.nn.Module, fmt: str, example: torch.Tensor, output
             require_extra(module, "--format onnx")
         # The torch.export-based exporter; the TorchScript-based one is deprecated. The runtime
         # forms are for ONNX Runtime only: TorchScript runs them slower than the modules they replace.
+        # The weights stay inside the one file (a few MB): kept apart, they went to a file named
+        # after the temporary name the model is written under, which a user would not carry along.
         torch.onnx.export(for_runtime(model), (example,), str(out), input_names=["image"], output_names=outputs,
                           dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), opset_version=18,
-                          dynamo=True, verbose=False)
+                          dynamo=True, external_data=False, verbose=False)
