@@ -26,7 +26,8 @@ from ..geometry import (affine_crop_bounds, affine_points, box_centre, box_size,
                         from_crop, invert_affine, iou, turn_points, turned_crop_matrix)
 from ..net.inference import split_inference
 from ..spec import ModelSpec, spec_from_dict
-from .faces import ZOOM_BELOW, ZOOM_OUT, ZOOM_OUT_CLOSE_UP, ZOOM_OUT_SURE, is_close_up, make_finder
+from .faces import (CLOSE_UP_SHARE, ZOOM_BELOW, ZOOM_OUT, ZOOM_OUT_CLOSE_UP, ZOOM_OUT_SURE, is_close_up,
+                    make_finder)
 from .runtime import BACKENDS, RuntimeNet, choose_backend, runtime_session
 
 
@@ -95,8 +96,8 @@ class LandmarkerSettings:
     refine: bool = setting(True, "look at each face again, cropped from the box its points give")
     settle_iou: float = setting(0.8, "look a third time at a face whose second look's box overlaps its first's by "
                                 "less than this IoU (its points have not settled); 0: never", metavar="IOU")
-    first_look_grow: float = setting(1.2, "on the first look, crop a candidate box that takes a quarter of the "
-                                     "picture's shorter side or more this many times as large (the finder boxes "
+    first_look_grow: float = setting(1.2, f"on the first look, crop a candidate box whose side is {CLOSE_UP_SHARE:g} of "
+                                     "the picture's shorter side or more this many times as large (the finder boxes "
                                      "a face that fills the picture small); 1: never", metavar="TIMES")
     turn_above: float = setting(20.0, "on that second look, crop a head tilted by more than this many degrees "
                                 "(its eye line) turned upright; 0: never", metavar="DEG")
