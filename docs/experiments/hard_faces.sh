@@ -136,6 +136,9 @@ s2 s2-tune
 s2 s2-tune-pb05 --pose-balance 0.5
 s2 s2-tune-pb025 --pose-balance 0.25
 s2 s2-tune-rot25-scale02 --rotation 25 --scale 0.2
+# More spatial detail: larger crops, each point read from its own feature map (28 and 41 minutes).
+s2 s2-tune-160m --input-size 160 --head simcc_map
+s2 s2-tune-192m --input-size 192 --head simcc_map
 s2ft() {
     name=$1; shift
     [ -f "runs/$name/last.pt" ] || $PY -m landmarks.detector --phase finetune --model stage2 --config configs/stage2.toml \
