@@ -291,6 +291,18 @@ def test_pictures_are_fitted_to_the_detector_padded_at_right_and_bottom_with_the
     assert (tall[:, 60:] == np.array(PADDING_COLOUR, np.uint8)).all() and not (tall[:, :60] == PADDING_COLOUR).all()
 
 
+def test_pictures_are_normalised_per_channel_channels_first_for_every_byte_value():
+    from landmarks.data.pictures import PICTURE_MEAN, PICTURE_STD, normalise_pictures
+    batch = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    out = normalise_pictures(batch)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32
+    expected = (torch.from_numpy(batch).float() / 255.0 - torch.tensor(PICTURE_MEAN)) / torch.tensor(PICTURE_STD)
+    torch.testing.assert_close(out, expected.permute(0, 3, 1, 2), rtol=0, atol=1e-6)
+    every = normalise_pictures(np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, 3))
+    assert torch.allclose(every[0, :, 0, 0], -torch.tensor(PICTURE_MEAN) / torch.tensor(PICTURE_STD))
+    assert torch.allclose(every[0, :, 15, 15], (1 - torch.tensor(PICTURE_MEAN)) / torch.tensor(PICTURE_STD))
+
+
 def test_turned_training_crops_keep_each_box_on_its_face_at_its_size(tmp_path):
     from landmarks.data.labels import Picture
     from landmarks.data.pictures import PictureAugment, PictureDataset
