@@ -52,22 +52,22 @@ def toml_value(value) -> str:
 def own_points_lists(w300: Path, course: Path, out: Path) -> None:
     ibug, course21 = load_scheme("ibug68"), load_scheme("course21")
     scheme = union_scheme(ibug, course21)
-    with_course = ["nan"] * (2 * course21.num_points)
-    for name in ("val.txt", "test.txt"):
-        lines = [line + " " + " ".join(with_course) for line in (w300 / name).read_text().splitlines()]
+    no_course_points = " ".join(["nan"] * (2 * course21.num_points))
+    no_68_points = " ".join(["nan"] * (2 * ibug.num_points))
+    for name in ("train.txt", "val.txt", "test.txt"):
+        lines = [f"{line} {no_course_points}" for line in (w300 / name).read_text().splitlines()]
+        if name == "train.txt":
+            for line in (course / name).read_text().splitlines():
+                fields = line.split()
+                lines.append(" ".join(fields[:5] + [no_68_points] + fields[5:5 + 2 * course21.num_points]))
+            train_faces = len(lines)
         (out / name).write_text("\n".join(lines) + "\n" if lines else "")
-    lines = [line + " " + " ".join(with_course) for line in (w300 / "train.txt").read_text().splitlines()]
-    without_68 = " ".join(["nan"] * (2 * ibug.num_points))
-    for line in (course / "train.txt").read_text().splitlines():
-        fields = line.split()
-        lines.append(" ".join(fields[:5] + [without_68] + fields[5:5 + 2 * course21.num_points]))
-    (out / "train.txt").write_text("\n".join(lines) + "\n")
     info = json.loads((w300 / "lists.json").read_text())
     info["scheme"] = scheme.to_dict()
     (out / "lists.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "scheme.toml").write_text("".join(f"{key} = {toml_value(value)}\n" for key, value in scheme.to_dict().items()
                                              if key != "derive"))
-    print(f"{out / 'train.txt'}: {len(lines)} faces in the {scheme.num_points}-point scheme {scheme.name} "
+    print(f"{out / 'train.txt'}: {train_faces} faces in the {scheme.num_points}-point scheme {scheme.name} "
           f"({out / 'scheme.toml'}; train with --scheme {out / 'scheme.toml'})")
 
 
