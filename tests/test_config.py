@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from landmarks.data.scheme import load_scheme
 from landmarks.detector import build_parser, training_config
 from landmarks.errors import UsageError
 from landmarks.spec import ModelSpec
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_every_setting_has_a_flag_whose_help_ends_with_its_default():
@@ -62,24 +65,21 @@ def test_a_preset_builds_on_its_base_and_cycles_are_refused(tmp_path):
 
 
 def test_shipped_presets_share_the_augmentation_block():
-    from pathlib import Path
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    stage2 = load_config_file(configs / "stage2_regression.toml")
-    heatmap = load_config_file(configs / "stage2_heatmap.toml")
-    shared = load_config_file(configs / "augment.toml").augment
+    stage2 = load_config_file(CONFIGS / "stage2_regression.toml")
+    heatmap = load_config_file(CONFIGS / "stage2_heatmap.toml")
+    shared = load_config_file(CONFIGS / "augment.toml").augment
     assert stage2.augment == heatmap.augment == shared
     # A preset changes one augmentation setting and keeps the rest of its base's block.
-    simcc = load_config_file(configs / "stage2.toml")
+    simcc = load_config_file(CONFIGS / "stage2.toml")
     assert simcc.augment.erase == 0.5 and simcc.augment.rotation == shared.rotation
     assert heatmap.net == "heatmap" and heatmap.loss == "wing"
-    assert sum("[augment]" in p.read_text() for p in configs.glob("*.toml")) == 1
+    assert sum("[augment]" in p.read_text() for p in CONFIGS.glob("*.toml")) == 1
 
 
 def test_the_300w_recipe_runs_one_pass_a_face_whatever_it_starts_from():
     # A finetune takes the starting model's settings; a start with test-time flip would double
     # the recipe's time a face (its 1 ms) and read 0.1 point better, as a run once did.
-    from pathlib import Path
-    recipe = Path(__file__).resolve().parents[1] / "configs" / "300w.toml"
+    recipe = CONFIGS / "300w.toml"
     args = build_parser().parse_args(["--phase", "finetune", "--config", str(recipe)])
     for start in (Config(test_flip=True), Config(test_flip=False)):
         config = training_config(args, start)
