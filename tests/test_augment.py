@@ -152,3 +152,37 @@ def test_an_edge_cut_takes_at_most_its_widest_strip():
         assert (span <= 1 / (1 - most) + 1e-4).all() and span.max() > 1 / (1 - 0.8 * most)
     settings = AugmentSettings(edge=1.0, edge_most=0.45)
     assert build_augmentation(settings, 112).steps[-1].most == 0.45
+
+
+def test_a_perspective_tilt_keeps_the_points_on_the_pixels_they_marked():
+    g = torch.Generator().manual_seed(6)
+    dots = torch.tensor([[30.5, 30.5], [110.5, 40.5], [50.5, 105.5], [100.5, 100.5]])
+    image = torch.zeros(8, 1, 140, 140)
+    for x, y in dots:
+        image[:, 0, int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255.0  # 3x3 blobs
+    points = dots[None].repeat(8, 1, 1)
+    warped, moved = RandomAffine(112, rotation=10, perspective=0.3)(image, points, g)
+    assert not torch.allclose(moved, moved[:1])  # each sample tilted its own way
+    for i in range(8):
+        for x, y in moved[i]:
+            assert warped[i, 0, int(y), int(x)] > 100, (i, x, y)
+
+
+def test_a_tilt_magnifies_one_edge_and_shrinks_the_other_about_a_fixed_centre():
+    affine = RandomAffine(100, perspective=0.4)
+    # Draws until one tilt leans mostly right (x) with little nod (y).
+    g = torch.Generator().manual_seed(0)
+    matrix = next(m for m in (affine.matrices(1, (100, 100), g)[0] for _ in range(200))
+                  if m[2, 0] * 50 > 0.25 and abs(m[2, 1] * 50) < 0.05)
+    image = torch.zeros(1, 1, 100, 100)
+    column = torch.tensor([[[50.0, 20.0], [50.0, 80.0]]])  # a vertical segment through the centre
+
+    def height_at(x):
+        _, moved = affine_warp(image, column + torch.tensor([x - 50.0, 0.0]), matrix[None], 100)
+        return float(moved[0, 1, 1] - moved[0, 0, 1])
+
+    _, centre = affine_warp(image, torch.tensor([[[50.0, 50.0]]]), matrix[None], 100)
+    assert torch.allclose(centre, torch.tensor([[[50.0, 50.0]]]), atol=1e-3)
+    assert height_at(90) > 60 > height_at(10)  # the right side nearer, larger; the left smaller
+    assert AugmentSettings(perspective=0.2).geometric
+    assert build_augmentation(AugmentSettings(perspective=0.2), 112).steps[0].perspective == 0.2

@@ -44,8 +44,11 @@ class RandomHorizontalFlip:
 def affine_warp(image: torch.Tensor, points: torch.Tensor, matrix: torch.Tensor, out_size: int):
     """Resample ``image`` so output pixel p shows input point ``matrix @ [p, 1]``.
 
-    matrix: [B, 2, 3] mapping output pixel coordinates to input ones.
+    matrix: [B, 2, 3] mapping output pixel coordinates to input ones, or [B, 3, 3] for a
+    projective map (the input point is then divided by its third coordinate).
     """
+    if matrix.shape[1] == 3:
+        return _projective_warp(image, points, matrix, out_size)
     b, _, h, w = image.shape
     # grid_sample reads input point (x, y) at (2x / w - 1, 2y / h - 1); fold that into the matrix.
     unit = matrix.double() * torch.tensor([[2 / w], [2 / h]], dtype=torch.float64)
@@ -63,16 +66,32 @@ def affine_warp(image: torch.Tensor, points: torch.Tensor, matrix: torch.Tensor,
     return warped, moved
 
 
+def _projective_warp(image, points, matrix, out_size):
+    _, _, h, w = image.shape
+    m = matrix.to(image.dtype)[:, :, :, None, None]  # [B, 3, 3, 1, 1]
+    centres = torch.arange(out_size, dtype=image.dtype) + 0.5
+    x, y, z = (m[:, i, 0] * centres + (m[:, i, 1] * centres[:, None] + m[:, i, 2]) for i in range(3))
+    grid = torch.stack([2 * x / (z * w) - 1, 2 * y / (z * h) - 1], -1)  # [B, H, W, 2]
+    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inverse = torch.linalg.inv(matrix.double())
+    moved = points.double() @ inverse[:, :, :2].transpose(1, 2) + inverse[:, None, :, 2]
+    return warped, (moved[..., :2] / moved[..., 2:]).to(points.dtype)
+
+
 class RandomAffine:
     """Rotate, scale and shift about the centre, cropping the centre ``out_size`` square.
 
     rotation in degrees (+-), shift as a share of ``out_size`` (+-), scale as
-    (low, high) zoom factors. With all three at rest it is a centre crop.
+    (low, high) zoom factors. With all three at rest it is a centre crop. ``perspective`` tilts
+    the face's plane about the crop's vertical and horizontal middle lines, as a head turned or
+    nodded looks: one edge of the crop is magnified by up to 1 + perspective and the opposite
+    edge shrunk to 1 - perspective.
     """
 
     def __init__(self, out_size: int, rotation: float = 0.0, shift: float = 0.0,
-                 scale: tuple[float, float] = (1.0, 1.0)):
+                 scale: tuple[float, float] = (1.0, 1.0), perspective: float = 0.0):
         self.out_size, self.rotation, self.shift, self.scale = out_size, rotation, shift, scale
+        self.perspective = perspective
 
     def matrices(self, batch: int, in_size: tuple[int, int], generator=None) -> torch.Tensor:
         def uniform(low, high):
@@ -88,7 +107,20 @@ class RandomAffine:
         # input = centre + R(angle) / zoom * (output - half)
         row0 = torch.stack([cos, -sin, centre_x - cos * half + sin * half], -1)
         row1 = torch.stack([sin, cos, centre_y - sin * half - cos * half], -1)
-        return torch.stack([row0, row1], 1).float()
+        affine = torch.stack([row0, row1], 1)
+        if not self.perspective:
+            return affine.float()
+        # Output point p, centred and in half-sides (u = (p - half) / half), shows the point
+        # u / (1 + t . u) before the affine map: the crop's edge that t points to is magnified
+        # by 1 + |t| there, the opposite edge shrunk to 1 - |t|. As a homography about the centre:
+        # I + [half, half, 1] (outer) [t / half, -t . 1].
+        tilt = torch.stack([uniform(-self.perspective, self.perspective),
+                            uniform(-self.perspective, self.perspective)], -1)
+        row = torch.cat([tilt / half, -tilt.sum(-1, keepdim=True)], -1)  # [B, 3]
+        column = torch.tensor([half, half, 1.0], dtype=torch.float64)
+        keystone = torch.eye(3, dtype=torch.float64) + column[None, :, None] * row[:, None, :]
+        square = torch.cat([affine, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(batch, 1, 3)], 1)
+        return (square @ keystone).float()
 
     def __call__(self, image, points, generator=None):
         matrix = self.matrices(image.shape[0], (image.shape[-1], image.shape[-2]), generator)
@@ -251,6 +283,8 @@ class AugmentSettings:
     rotation: float = _setting(0.0, "max rotation in degrees (a face detector run turns half its crops)")
     shift: float = _setting(0.0, "max shift as a share of the crop")
     scale: float = _setting(0.0, "max zoom change, e.g. 0.1 for 0.9-1.1")
+    perspective: float = _setting(0.0, "max tilt of the face's plane, as a turned or nodded head: one edge of "
+                                       "the crop magnified by up to 1 + this, the opposite shrunk to 1 - this")
     brightness: float = _setting(0.0, "max brightness change")
     contrast: float = _setting(0.0, "max contrast change")
     erase: float = _setting(0.0, "probability of an occluding rectangle of noise (random erasing)")
@@ -263,7 +297,7 @@ class AugmentSettings:
 
     @property
     def geometric(self) -> bool:
-        return bool(self.rotation or self.shift or self.scale)
+        return bool(self.rotation or self.shift or self.scale or self.perspective)
 
     @property
     def enabled(self) -> bool:
@@ -274,7 +308,7 @@ class AugmentSettings:
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:
     """The training pipeline for crops cut with a margin around the ``out_size`` crop."""
     steps = [RandomAffine(out_size, settings.rotation, settings.shift,
-                          (1 - settings.scale, 1 + settings.scale))]
+                          (1 - settings.scale, 1 + settings.scale), settings.perspective)]
     if settings.flip:
         steps.append(RandomHorizontalFlip(flip_permutation, settings.flip))
     if settings.brightness or settings.contrast:
