@@ -100,6 +100,18 @@ def read_checkpoint(path) -> dict:
     return payload
 
 
+def grey_to_colour(weight: torch.Tensor) -> torch.Tensor:
+    """A first convolution's weights for one grey channel, spread evenly over three colour ones:
+    a grey picture (R = G = B) then gives the features it gave, so a grey model's training carries
+    over to a colour one."""
+    return weight.repeat(1, 3, *([1] * (weight.dim() - 2))) / 3
+
+
+def _grey_to_colour_fits(stored: torch.Tensor, wanted: torch.Tensor) -> bool:
+    return (stored.dim() == 4 and wanted.dim() == 4 and stored.shape[1] == 1 and wanted.shape[1] == 3
+            and stored.shape[0] == wanted.shape[0] and stored.shape[2:] == wanted.shape[2:])
+
+
 @dataclass
 class Loaded:
     """A checkpoint's net (weights loaded), its spec and the whole payload."""
@@ -143,6 +155,8 @@ def load_model(path, expect_task: str | None = "landmarks", spec_change=None) ->
         return Loaded(net, spec, payload)
     own = net.state_dict()
     fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    fitting.update({k: grey_to_colour(v) for k, v in weights.items()
+                    if k in own and k not in fitting and _grey_to_colour_fits(v, own[k])})
     if len(fitting) < len(weights) // 2:
         raise DataError(f"{path}: weights do not fit a {spec.config.net!r} net "
                         f"(only {len(fitting)} of {len(weights)} tensors fit)")

@@ -211,3 +211,24 @@ def test_the_whole_picture_test_takes_pictures_of_a_scheme_the_model_derives_fro
     code, err = run_main(["--phase", "test", "--model", "stage2", "--test-pictures",
                           str(five_point_run / "lists" / "test_pictures.txt")], capsys)
     assert code == 2 and "the model predicts 21 (course21, which does not derive from five)" in err
+
+
+def test_a_grey_model_finetuned_in_colour_sees_a_grey_picture_as_before():
+    import dataclasses
+
+    from landmarks.checkpoint import resolve_model
+
+    def in_colour(spec):
+        return dataclasses.replace(spec, config=dataclasses.replace(spec.config, channels=3))
+
+    grey = load_model(resolve_model("stage2"))
+    colour = load_model(resolve_model("stage2"), spec_change=in_colour)
+    assert grey.config.channels == 1 and colour.config.channels == 3
+    assert "conv1_1.conv.weight" not in colour.new_layers  # spread over the colours, not drawn anew
+    picture = torch.rand(2, 1, 112, 112, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        before = grey.net.eval()(picture)["points"]["x"]  # the SimCC head's x bins
+        after = colour.net.eval()(picture.repeat(1, 3, 1, 1))["points"]["x"]
+        tinted = colour.net(picture.repeat(1, 3, 1, 1) * torch.tensor([1.0, 0.5, 0.0])[None, :, None, None])
+    assert torch.allclose(before, after, atol=1e-3)  # float rounding of the thirds
+    assert not torch.allclose(before, tinted["points"]["x"], atol=1e-2)  # the colours are read, not ignored
