@@ -139,6 +139,11 @@ s2 s2-tune-rot25-scale02 --rotation 25 --scale 0.2
 # More spatial detail: larger crops, each point read from its own feature map (28 and 41 minutes).
 s2 s2-tune-160m --input-size 160 --head simcc_map
 s2 s2-tune-192m --input-size 192 --head simcc_map
+# Small faces and turned heads drawn into the crops: shrunk to 16-48 px and back, and the crop's
+# plane tilted as a turned head's (15-16 minutes a run, two at a time).
+s2 s2-tune-lowres03 --lowres 0.3
+s2 s2-tune-persp02 --perspective 0.2
+s2 s2-tune-persp03 --perspective 0.3
 s2ft() {
     name=$1; shift
     [ -f "runs/$name/last.pt" ] || $PY -m landmarks.detector --phase finetune --model stage2 --config configs/stage2.toml \
