@@ -49,7 +49,7 @@ def affine_warp(image: torch.Tensor, points: torch.Tensor, matrix: torch.Tensor,
     """
     if matrix.shape[1] == 3:
         return _projective_warp(image, points, matrix, out_size)
-    b, _, h, w = image.shape
+    _, _, h, w = image.shape
     # grid_sample reads input point (x, y) at (2x / w - 1, 2y / h - 1); fold that into the matrix.
     unit = matrix.double() * torch.tensor([[2 / w], [2 / h]], dtype=torch.float64)
     unit[:, :, 2] -= 1
@@ -60,10 +60,15 @@ def affine_warp(image: torch.Tensor, points: torch.Tensor, matrix: torch.Tensor,
     grid = torch.stack([unit[:, i, 0] * centres + (unit[:, i, 1] * centres[:, None] + unit[:, i, 2])
                         for i in (0, 1)], -1)  # [B, H, W, 2]
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    square = torch.cat([matrix, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(b, 1, 3)], 1)
-    inverse = torch.linalg.inv(square.double())[:, :2].to(points.dtype)
+    inverse = torch.linalg.inv(homogeneous(matrix).double())[:, :2].to(points.dtype)
     moved = points @ inverse[:, :, :2].transpose(1, 2) + inverse[:, None, :, 2]
     return warped, moved
+
+
+def homogeneous(affine: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 3] affine maps as [B, 3, 3] matrices (last row 0, 0, 1), to compose and invert."""
+    last = torch.tensor([[[0.0, 0.0, 1.0]]], dtype=affine.dtype).expand(affine.shape[0], 1, 3)
+    return torch.cat([affine, last], 1)
 
 
 def _projective_warp(image, points, matrix, out_size):
@@ -119,8 +124,7 @@ class RandomAffine:
         row = torch.cat([tilt / half, -tilt.sum(-1, keepdim=True)], -1)  # [B, 3]
         column = torch.tensor([half, half, 1.0], dtype=torch.float64)
         keystone = torch.eye(3, dtype=torch.float64) + column[None, :, None] * row[:, None, :]
-        square = torch.cat([affine, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(batch, 1, 3)], 1)
-        return (square @ keystone).float()
+        return (homogeneous(affine) @ keystone).float()
 
     def __call__(self, image, points, generator=None):
         matrix = self.matrices(image.shape[0], (image.shape[-1], image.shape[-2]), generator)
