@@ -104,7 +104,7 @@ def grey_to_colour(weight: torch.Tensor) -> torch.Tensor:
     """A first convolution's weights for one grey channel, spread evenly over three colour ones:
     a grey picture (R = G = B) then gives the features it gave, so a grey model's training carries
     over to a colour one."""
-    return weight.repeat(1, 3, *([1] * (weight.dim() - 2))) / 3
+    return weight.repeat(1, 3, 1, 1) / 3
 
 
 def _grey_to_colour_fits(stored: torch.Tensor, wanted: torch.Tensor) -> bool:
