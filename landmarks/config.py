@@ -97,6 +97,8 @@ class Config:
     pose_balance: float = setting(0.0, "draw training faces by head yaw (frontal <30°, 30-60°, 60°+): a face of a "
                                   "bin holding the share f of the faces weighs f^-P; 0 draws each face once an "
                                   "epoch, 1 each bin alike")
+    eye_weight: float = setting(0.0, "weigh each face's landmark loss by (mean eye distance / its eye distance)^P, "
+                                "capped at 4, as NME_io weighs its errors: a turned head's eyes are close; 0 off")
     picture_zoom: float = setting(ZOOM_RANGE[1], "a face detector's training crops: the largest zoom against the "
                                   f"picture fitted to the crop (the smallest is {ZOOM_RANGE[0]}); larger shows it "
                                   "close-ups")

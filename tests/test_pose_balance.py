@@ -166,3 +166,38 @@ def test_a_detectors_pictures_are_drawn_by_their_rarest_face(sample_lists):
     dataset.set_draw_weights(chosen)
     drawn = torch.cat([b["index"] for b in dataset.batches(4, shuffle=True, generator=torch.Generator().manual_seed(0))])
     assert set(drawn.tolist()) == {2} and len(drawn) == len(dataset)
+
+
+def test_eye_distance_weights_follow_the_inverse_eye_distance_capped_and_leave_unknown_faces_at_one():
+    from landmarks.net.losses import eye_distance_weights
+    points = torch.zeros(4, 3, 2)
+    points[:, 1, 0] = torch.tensor([40.0, 20.0, 0.5, float("nan")])  # eye distances; a profile; a non-face
+    weights = eye_distance_weights(points, (0, 1), power=1.0)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[1] / weights[0] == pytest.approx(2.0)  # half the eye distance, twice the weight
+    assert weights[2] / weights[0] == pytest.approx(4.0 / ((40 + 20 + 0.5) / 3 / 40))  # the cap
+    assert weights[3] / weights[0] == pytest.approx(1.0 / ((40 + 20 + 0.5) / 3 / 40))  # weighs 1 before scaling
+    flat = eye_distance_weights(points, (0, 1), power=0.0)
+    assert torch.allclose(flat, torch.ones(4))
+
+
+def test_eye_weight_makes_a_turned_face_count_more_in_the_training_loss():
+    from landmarks.codecs import build_codec
+    from landmarks.config import Config
+    from landmarks.spec import ModelSpec
+    from landmarks.train.tasks import LandmarkTask
+    scheme = load_scheme("course21")
+    left, right = scheme.interocular
+    target = torch.full((2, scheme.num_points, 2), 56.0)
+    target[:, left, 0], target[0, right, 0], target[1, right, 0] = 20.0, 92.0, 38.0  # frontal; turned
+
+    def loss_with_error_on(face: int, eye_weight: float) -> float:
+        spec = ModelSpec(Config(loss="l1", eye_weight=eye_weight, input_size=112), scheme)
+        task = LandmarkTask(spec, build_codec("regression", scheme.num_points))
+        predicted = target.clone() / 112
+        predicted[face] += 4 / 112  # 4 px off on every point of one face
+        batch = {"image": torch.zeros(2, 1, 8, 8), "points": target, "is_face": torch.ones(2, dtype=torch.bool)}
+        return float(task.step(lambda image: {"points": predicted.reshape(2, -1)}, batch, "cpu").loss)
+
+    assert loss_with_error_on(0, 0.0) == pytest.approx(loss_with_error_on(1, 0.0))
+    assert loss_with_error_on(1, 1.0) == pytest.approx(4 * loss_with_error_on(0, 1.0))  # eyes 72 px apart against 18

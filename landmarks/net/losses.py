@@ -70,3 +70,17 @@ def stage3_loss(points_loss_per_sample: torch.Tensor, logits: torch.Tensor, is_f
     faces = is_face.float()
     landmark = (points_loss_per_sample * faces).sum() / faces.sum().clamp(min=1.0)
     return cls_weight * cls + landmark_weight * landmark, cls, landmark
+
+
+def eye_distance_weights(target: torch.Tensor, pair: tuple[int, int], power: float, cap: float = 4.0) -> torch.Tensor:
+    """Per-face loss weights [B] from target points [B, K, 2]: (mean eye distance / the face's)^power,
+    the eye distance being that of the ``pair`` of points NME_io divides by. A turned head's eyes
+    are close, so NME_io counts its pixel errors more; this weighs its loss alike. Capped at
+    ``cap`` (a profile's eye corners nearly meet), then scaled to mean 1; faces without both
+    points (non-faces, unlabelled) weigh 1."""
+    distance = (target[:, pair[0]] - target[:, pair[1]]).norm(dim=-1)
+    known = torch.isfinite(distance) & (distance > 0)
+    weights = torch.ones_like(distance)
+    if known.any():
+        weights[known] = (distance[known].mean() / distance[known]).pow(power).clamp(max=cap)
+    return weights / weights.mean()

@@ -19,7 +19,7 @@ from ..data.dataset import FaceLandmarksDataset
 from ..metrics import landmark_metrics
 from ..net.inference import face_probability, flip_average
 from ..spec import ModelSpec
-from ..net.losses import point_loss, stage3_loss
+from ..net.losses import eye_distance_weights, point_loss, stage3_loss
 
 log = logging.getLogger("landmarks")
 
@@ -107,18 +107,17 @@ class LandmarkTask:
         n = len(image)
         logits = out.get("face_logits")
         teacher = batch.get("teacher")
+        per_sample = self.codec.loss(raw, target, size, self.point_loss, reduction="none")
+        if teacher is not None:
+            per_sample = per_sample + self.config.distill_weight * self.codec.loss(
+                raw, teacher.to(device, non_blocking=True), size, self.point_loss, reduction="none")
+        if self.config.eye_weight:
+            per_sample = per_sample * eye_distance_weights(target, self.spec.scheme.interocular, self.config.eye_weight)
         if logits is None:
-            landmark = self.codec.loss(raw, target, size, self.point_loss)
-            if teacher is not None:
-                landmark = landmark + self.config.distill_weight * self.codec.loss(
-                    raw, teacher.to(device, non_blocking=True), size, self.point_loss)
+            landmark = per_sample.mean()
             loss, sums = landmark, {"landmark_loss": float(landmark.detach()) * n}
             prob = None
         else:
-            per_sample = self.codec.loss(raw, target, size, self.point_loss, reduction="none")
-            if teacher is not None:
-                per_sample = per_sample + self.config.distill_weight * self.codec.loss(
-                    raw, teacher.to(device, non_blocking=True), size, self.point_loss, reduction="none")
             weights = torch.tensor(self.config.class_weights, dtype=torch.float32)
             loss, cls, landmark = stage3_loss(per_sample, logits.float(), is_face, self.config.cls_weight,
                                               self.config.landmark_weight, weights)
