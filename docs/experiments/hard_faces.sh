@@ -144,6 +144,10 @@ s2 s2-tune-192m --input-size 192 --head simcc_map
 s2 s2-tune-lowres03 --lowres 0.3
 s2 s2-tune-persp02 --perspective 0.2
 s2 s2-tune-persp03 --perspective 0.3
+# The loss weighed by the inverse eye distance, as NME_io weighs errors (15-16 minutes a run, two at a
+# time beside two 300-W runs: 30 minutes).
+s2 s2-tune-eye1 --eye-weight 1
+s2 s2-tune-eye05 --eye-weight 0.5
 # Colour against grey: s2-tune finetuned 60 epochs more either way (3 minutes a run).
 for spec in "s2-ft60-grey" "s2-ft60-rgb --channels 3"; do
     set -- $spec; name=$1; shift
