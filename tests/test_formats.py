@@ -170,3 +170,21 @@ def test_the_list_command_takes_several_data_folders(tmp_path, capsys):
                  str(tmp_path / "o"), "--test-ratio", "0", "--verify", "0"]) == 0
     assert len(read_list(tmp_path / "o" / "train.txt").entries) == 5
     assert (tmp_path / "o" / "test.txt").read_text() == ""
+
+
+def test_crops_are_grown_as_the_scheme_says_unless_expand_is_given(tmp_path):
+    from dataclasses import replace
+    from landmarks.data.scheme import load_scheme
+    folder = pts_folder(tmp_path / "p", ["x"])
+    wide = replace(load_scheme("ibug68"), crop_expand=0.4)
+    for ratio, grown in ((None, 0.4), (0.25, 0.25)):
+        out = tmp_path / f"lists{ratio}"
+        summary = build_lists(folder, out, fmt="pts", scheme=wide, test_ratio=0.0, ratio=ratio)
+        data = read_list(out / "train.txt")
+        entry = data.entries[0]
+        tight = np.ptp(entry.points, axis=0)  # the points' box: ibug68's face box
+        assert summary["expand"] == grown and data.info.expand == grown
+        np.testing.assert_allclose(entry.box[2:] - entry.box[:2], tight * (1 + 2 * grown), atol=2)  # whole pixels
+    with pytest.raises(DataError, match="crop_expand is a share of the face box from 0 to 2, not -0.1"):
+        from landmarks.data.scheme import scheme_from_dict
+        scheme_from_dict({**wide.to_dict(), "crop_expand": -0.1}, "mine.toml")

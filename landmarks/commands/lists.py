@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(a landmark checkpoint or shipped name; default: none)")
     parser.add_argument("--detector-threshold", type=float, default=0.1,
                         help="with --detector-negatives: the lowest score a false positive is taken from")
-    parser.add_argument("--expand", type=float, default=EXPAND_RATIO,
-                        help="box expansion on every side, as a share of its width and height")
+    parser.add_argument("--expand", type=float, default=None,
+                        help="box expansion on every side, as a share of its width and height (default: the "
+                             f"scheme's, {EXPAND_RATIO} unless its file says crop_expand)")
     parser.add_argument("--yaw", action="store_true",
                         help="add a yaw attribute (left, frontal, right) derived from the points, for --aux yaw")
     parser.add_argument("--verify", type=int, default=16, metavar="N",
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
               + (f"; {summary['framed_faces']} of the training lines are faces framed by the finder"
                  if args.framed_positives else ""))
         print(f"scheme {scheme.name} ({scheme.num_points} points); face box as shares of the points' tight box: "
-              f"{list(scheme.face_box)}")
+              f"{list(scheme.face_box)}; crops grown by {summary['expand']:g} of it on every side")
         spread = summary["yaw_counts"]
         if any(sum(counts.values()) for counts in spread.values()):
             print(f"faces by head yaw ({', '.join(spread['train'])}): "

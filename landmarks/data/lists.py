@@ -164,13 +164,14 @@ def yaw_ratio(points: np.ndarray, scheme: Scheme) -> np.ndarray:
 def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme | None = None,
                 labels=None, box_file=None, folders=None, test_ratio: float = 0.1, val_ratio: float = 0.0,
                 seed: int = 0, strict: bool = False, negatives: int = 0, neg_iou: float = 0.3,
-                ratio: float = EXPAND_RATIO, yaw: bool = False, find_faces=None, detector_negatives: int = 3,
+                ratio: float | None = None, yaw: bool = False, find_faces=None, detector_negatives: int = 3,
                 negative_kinds=DEFAULT_NEGATIVE_KINDS, frame_faces=None, framed_by: str = "",
                 outputs: Outputs | None = None, verify: int = 0) -> dict:
     """Read annotations (``data_dir``: a folder, or a list of folders read as one set), write
     ``train.txt``, ``test.txt``, ``train_pictures.txt``, ``test_pictures.txt`` and
     ``lists.json``; returns a summary dict. Faces of one photo stay on one side of each split
-    (``photo_of``).
+    (``photo_of``). Crops are the face boxes grown by ``ratio`` on every side (None: as the
+    scheme says, 0.25 unless its file names another ``crop_expand``).
 
     With ``val_ratio``, that share of the training pictures goes to ``val.txt`` and
     ``val_pictures.txt`` instead, for choosing settings; the test split stays the one
@@ -204,6 +205,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
     if verify:
         outputs.check("--verify", out_dir / "verify.png")
     target = target or source.scheme
+    ratio = target.crop_expand if ratio is None else ratio
     annotations = [replace(a, points=target.convert(a.points, source.scheme)) for a in source.annotations]
     boxes = np.array([a.box for a in annotations])
     points = np.array([a.points for a in annotations])
@@ -268,7 +270,7 @@ def build_lists(data_dir, out_dir, *, fmt: str = "course", scheme: str | Scheme 
         "train_lines": len(train), "test_lines": len(test), "val_lines": len(parts.get("val", [])),
         "train_non_faces": sum(not e.is_face for e in train), "framed_faces": framed,
         "test_non_faces": sum(not e.is_face for e in test),
-        "images": len(by_image), "summary": report.summary(), "scheme": target,
+        "images": len(by_image), "summary": report.summary(), "scheme": target, "expand": ratio,
         "yaw_counts": yaw_counts,
         "attribute_counts": {name: np.bincount([int(a.attributes[name]) for a in annotations],
                                                minlength=len(classes)).tolist()

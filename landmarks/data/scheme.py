@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..geometry import EXPAND_RATIO
 
 DEFAULT_SCHEME = "course21"
 
@@ -28,6 +29,8 @@ class Scheme:
     lines: tuple[tuple[int, ...], ...] = ()  # polylines to draw
     # The face box as shares (x1, y1, x2, y2) of the tight box around the points.
     face_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    # Lists cut each crop this share of the face box larger on every side, unless --expand says.
+    crop_expand: float = EXPAND_RATIO
     # Other scheme's name -> for each point of this one, the points of that scheme it is the mean of.
     derive: dict[str, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
     # A 3D mean face of the points (x right, y down, z away from the camera), for head pose.
@@ -99,6 +102,7 @@ def scheme_from_dict(data: dict, where: str = "scheme") -> Scheme:
             interocular=tuple(int(v) for v in data["interocular"]),
             lines=tuple(tuple(int(v) for v in line) for line in data.get("lines", ())),
             face_box=tuple(float(v) for v in data.get("face_box", (0.0, 0.0, 1.0, 1.0))),
+            crop_expand=float(data.get("crop_expand", EXPAND_RATIO)),
             derive={str(k): tuple(tuple(int(v) for v in group) for group in rows)
                     for k, rows in data.get("derive", {}).items()},
             mean_face_3d=tuple(tuple(float(v) for v in point) for point in data.get("mean_face_3d", ())),
@@ -129,6 +133,8 @@ def check_scheme(scheme: Scheme, where: str) -> None:
             seen.add(v)
         if a == b:
             raise DataError(f"{where}: flip pair [{a}, {b}] swaps a point with itself")
+    if not 0 <= scheme.crop_expand <= 2:
+        raise DataError(f"{where}: crop_expand is a share of the face box from 0 to 2, not {scheme.crop_expand:g}")
     if len(scheme.interocular) != 2 or scheme.interocular[0] == scheme.interocular[1]:
         raise DataError(f"{where}: interocular takes two different points")
     for v in scheme.interocular:
