@@ -134,4 +134,7 @@ def finetune_spec(old: ModelSpec, new: ModelSpec) -> ModelSpec:
     """The finetuned model: the old net with the new run's heads (face branch, scheme, attributes)."""
     if new.config.net != old.config.net:
         raise UsageError(f"--net {new.config.net}: finetuning keeps the model's net ({old.config.net})")
+    if new.scheme and old.scheme and abs(new.config.crop_expand - old.config.crop_expand) > 1e-9:
+        log.warning("finetune: the model saw crops grown by %g on every side, the lists' are grown by %g",
+                    old.config.crop_expand, new.config.crop_expand)
     return new

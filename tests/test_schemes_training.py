@@ -75,7 +75,7 @@ def test_finetune_across_schemes_keeps_the_trunk_and_grows_a_new_head(sample_lis
     assert "finetune: new layers" in caplog.text and "ip3" in caplog.text
 
 
-def test_the_crop_expansion_travels_with_the_model(sample_dir, tmp_path, capsys):
+def test_the_crop_expansion_travels_with_the_model(sample_dir, tmp_path, capsys, caplog):
     build_lists(sample_dir, tmp_path / "wide", test_ratio=0.25, ratio=0.4)
     assert main(train_args(tmp_path / "wide", tmp_path, "wide", "--epochs", "1")) == 0
     model = tmp_path / "runs" / "wide" / "last.pt"
@@ -99,6 +99,11 @@ def test_the_crop_expansion_travels_with_the_model(sample_dir, tmp_path, capsys)
     assert code == 2 and "crops expanded by 0.25 but the model was trained on 0.4" in err
     code, err = run_main(train_args(tmp_path / "wide", tmp_path, "clash", "--expand", "0.3"), capsys)
     assert code == 2 and "were cut with 0.4" in err
+    # A finetune crops as its lists were cut (it often moves to another scheme, framed otherwise), and says so.
+    assert main(["--phase", "finetune", "--model", str(model), "--list-dir", str(tmp_path / "narrow"), "--runs-dir",
+                 str(tmp_path / "runs"), "--run-name", "narrowed", "--epochs", "1", "--no-cache", "--quiet"]) == 0
+    assert load_model(tmp_path / "runs" / "narrowed" / "last.pt").config.expand == 0.25
+    assert "the model saw crops grown by 0.4 on every side, the lists' are grown by 0.25" in caplog.text
 
 
 def test_an_attribute_the_lists_lack_is_named(sample_lists, tmp_path, capsys):

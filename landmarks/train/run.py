@@ -156,11 +156,13 @@ def resumed_config(run_dir: Path, epochs: int | None) -> Config:
 
 
 def finetune_base(model: str) -> tuple[Path, Config]:
-    """The checkpoint a finetune starts from, and its config at a tenth of its learning rate."""
+    """The checkpoint a finetune starts from, and its config at a tenth of its learning rate. Its
+    crops are cut as the run's lists were (a finetune often moves to another scheme, framed
+    otherwise), unless the config or --expand says."""
     model_path = resolve_model(model)
     old = spec_from_dict(read_checkpoint(model_path), str(model_path))
     return model_path, dataclasses.replace(old.config, scheme=old.scheme.name if old.scheme else "",
-                                           lr=old.config.learning_rate / 10)
+                                           lr=old.config.learning_rate / 10, expand=None)
 
 
 def train(job: Job, config: Config, outputs: Outputs, *, model_path: Path | None = None,
