@@ -1,5 +1,6 @@
 """Readers of other annotation formats: 300-W .pts, WFLW and MTFL lines, into the same lists."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from landmarks.data import build_lists, read_list, read_list_info
 from landmarks.data.formats import parse_pts, read_source
 from landmarks.data.labels import Report
+from landmarks.data.scheme import load_scheme, scheme_from_dict
 from landmarks.errors import DataError
 
 from conftest import write_image
@@ -173,8 +175,6 @@ def test_the_list_command_takes_several_data_folders(tmp_path, capsys):
 
 
 def test_crops_are_grown_as_the_scheme_says_unless_expand_is_given(tmp_path):
-    from dataclasses import replace
-    from landmarks.data.scheme import load_scheme
     folder = pts_folder(tmp_path / "p", ["x"])
     wide = replace(load_scheme("ibug68"), crop_expand=0.4)
     for ratio, grown in ((None, 0.4), (0.25, 0.25)):
@@ -186,5 +186,4 @@ def test_crops_are_grown_as_the_scheme_says_unless_expand_is_given(tmp_path):
         assert summary["expand"] == grown and data.info.expand == grown
         np.testing.assert_allclose(entry.box[2:] - entry.box[:2], tight * (1 + 2 * grown), atol=2)  # whole pixels
     with pytest.raises(DataError, match="crop_expand is a share of the face box from 0 to 2, not -0.1"):
-        from landmarks.data.scheme import scheme_from_dict
         scheme_from_dict({**wide.to_dict(), "crop_expand": -0.1}, "mine.toml")
