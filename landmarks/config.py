@@ -58,6 +58,8 @@ class Config:
     normalize: bool = setting(True, "per-image mean/std normalization")
     classify: bool = setting(False, "add the face/non-face branch, for stage-3 lists")
     loss: str = setting("mse", "landmark loss", choices="loss")
+    simcc_features: int = setting(256, "simcc_map and simcc_fine heads: length of the vector each point's map is "
+                                  "read into, which the x and y bin classifiers read")
     simcc_sigma: float = setting(1.5, "simcc head: spread of the Gaussian each coordinate is taught as, in bins "
                                  "(two a pixel of the crop)")
     wing_width: float = setting(10.0, "Wing loss w, in pixels of the crop")
@@ -180,8 +182,8 @@ def validate(config: Config, where: str = "config") -> None:
     if (config.task == "faces") != (config.net in FACE_NETS):
         wanted = "a face detector net" if config.task == "faces" else "a landmark net"
         raise UsageError(f"{where}: task {config.task} needs {wanted}; net {config.net!r} is not one")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise UsageError(f"{where}: epochs and batch_size must be at least 1")
+    if config.epochs < 1 or config.batch_size < 1 or config.simcc_features < 1:
+        raise UsageError(f"{where}: epochs, batch_size and simcc_features must be at least 1")
     if len(config.class_weights) != 2:
         raise UsageError(f"{where}: class_weights takes two numbers (non-face, face)")
     if config.expand is not None and config.expand < 0:

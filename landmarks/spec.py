@@ -45,7 +45,8 @@ class ModelSpec:
             return build_face_net(self.config)
         c = self.config
         return build_net(c.net, num_points=self.num_points, channels=c.channels, size=c.input_size,
-                         classify=c.classify, aux_classes=self.aux_classes, head=c.head)
+                         classify=c.classify, aux_classes=self.aux_classes, head=c.head,
+                         point_features=c.simcc_features)
 
     def codec(self, net: torch.nn.Module) -> Codec:
         return build_codec(getattr(net, "codec", "regression"), self.num_points, self.config.simcc_sigma)

@@ -95,6 +95,7 @@ def test_the_300w_recipe_runs_one_pass_a_face_whatever_it_starts_from():
     ({"face_threshold": 2}, "face_threshold must be between 0 and 1"),
     ({"picture_zoom": 0.4}, "picture_zoom must be at least 0.5"),
     ({"aux": ["yaw=high"]}, "'yaw=high' is not name or name=weight"),
+    ({"simcc_features": 0}, "simcc_features must be at least 1"),
 ])
 def test_bad_settings_name_the_problem(values, message):
     from landmarks.config import config_from_dict
@@ -111,3 +112,19 @@ def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
     mean = (label_x[0, 0] * centres).sum()
     spread = ((label_x[0, 0] * (centres - mean) ** 2).sum()).sqrt()
     assert abs(float(mean) - 112) < 1e-3 and abs(float(spread) - sigma) < 0.05
+
+
+@pytest.mark.parametrize("head", ["simcc_map", "simcc_fine"])
+def test_simcc_features_sizes_the_vector_each_point_map_is_read_into(head):
+    spec = ModelSpec(Config(net="stage1_wide", head=head, simcc_features=32, input_size=96), load_scheme("five"))
+    net = spec.build().eval()
+    assert net.point_vector[0].out_features == 32 and net.bins_x.in_features == 32 == net.bins_y.in_features
+    assert spec.inference_model(net)(torch.rand(2, 1, 96, 96)).shape == (2, 5, 2)
+    wide = ModelSpec(Config(net="stage1_wide", head=head, input_size=96), load_scheme("five")).build()
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in wide.parameters())
+
+
+def test_simcc_features_is_refused_for_a_head_it_does_not_size():
+    spec = ModelSpec(Config(net="stage1", head="simcc", simcc_features=32), load_scheme("course21"))
+    with pytest.raises(UsageError, match="--simcc-features sizes the simcc_map and simcc_fine heads only"):
+        spec.build()

@@ -78,12 +78,11 @@ class Stage1Net(LandmarkNet):
     """
 
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
-    SIMCC_MAP_FEATURES = 256  # simcc_map: per-point vector read from the point's own map
     HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine")
     POINT_MAP_HEADS = ("simcc_map", "simcc_fine")  # SimCC read from one map a point
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
-                 head="regression"):
+                 head="regression", point_features=256):
         super().__init__(num_points, classify, aux_classes)
         if head not in self.HEADS:
             raise UsageError(f"stage-1 nets take the heads {', '.join(self.HEADS)}; not {head!r}")
@@ -113,9 +112,9 @@ class Stage1Net(LandmarkNet):
             if head == "simcc_fine":
                 self.fine_maps = nn.Conv2d(c[2], num_points, 1)
                 map_area = probe[1].shape[2:].numel()
-            self.point_vector = LinearBlock(map_area, self.SIMCC_MAP_FEATURES)
-            self.bins_x = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
-            self.bins_y = nn.Linear(self.SIMCC_MAP_FEATURES, 2 * size)
+            self.point_vector = LinearBlock(map_area, point_features)
+            self.bins_x = nn.Linear(point_features, 2 * size)
+            self.bins_y = nn.Linear(point_features, 2 * size)
         else:
             self.ip1 = LinearBlock(flat, 128 * width)
             self.ip2 = LinearBlock(128 * width, 128 * width)
@@ -331,8 +330,9 @@ def start_at_centre(layer: nn.Linear) -> None:
 
 
 def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112, classify: bool = False,
-              aux_classes: dict[str, int] | None = None, head: str = "") -> LandmarkNet:
-    """The net ``name``; ``head`` (a codec name) replaces its own landmark head where it offers others."""
+              aux_classes: dict[str, int] | None = None, head: str = "", point_features: int = 256) -> LandmarkNet:
+    """The net ``name``; ``head`` (a codec name) replaces its own landmark head where it offers others;
+    ``point_features`` sizes the point-map heads' per-point vector."""
     factory = NETS.get(name)
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
@@ -340,6 +340,11 @@ def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112,
             "aux_classes": aux_classes}
     if head:
         spec["head"] = head
+    if head in Stage1Net.POINT_MAP_HEADS:
+        spec["point_features"] = point_features
+    elif point_features != 256:
+        raise UsageError(f"--simcc-features sizes the {' and '.join(Stage1Net.POINT_MAP_HEADS)} heads only, "
+                         f"not --head {head or 'of net ' + name}")
     try:
         net = factory(**spec)
     except TypeError:
