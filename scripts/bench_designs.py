@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bench_predict import timed  # this folder is on the path of a script it holds
 from landmarks.inference.faces import make_finder
+from landmarks.inference.runtime import median_seconds
 
 
 def proposal_net() -> nn.Module:
@@ -54,10 +54,10 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     pnet(x)
         print(f"MTCNN P-Net pyramid, smallest face {smallest:2d} px: {len(scales):2d} scales "
-              f"{1000 * timed(pyramid, args.repeats):7.1f} ms")
+              f"{1000 * median_seconds(pyramid, args.repeats):7.1f} ms")
     finder = make_finder("default")
     print(f"single-shot detector ({getattr(finder, 'name', '?')}, input {getattr(finder, 'size', '?')}), whole: "
-          f"{1000 * timed(lambda: finder(image), args.repeats):7.1f} ms")
+          f"{1000 * median_seconds(lambda: finder(image), args.repeats):7.1f} ms")
     return 0
 
 

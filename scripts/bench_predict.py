@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -19,19 +17,8 @@ import torch
 
 from landmarks.checkpoint import load_model, resolve_model, shipped_models
 from landmarks.inference.export import export_model
+from landmarks.inference.runtime import median_seconds
 from landmarks.net import count_parameters
-
-
-def timed(function, repeats: int) -> float:
-    """Median seconds of ``function()`` after a warm-up."""
-    for _ in range(max(3, repeats // 10)):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -70,8 +57,8 @@ def main(argv=None) -> int:
             }
             with torch.inference_mode():
                 for backend, run in backends.items():
-                    latency = timed(lambda: run(one), args.repeats)
-                    batch = timed(lambda: run(many), max(args.repeats // 10, 10))
+                    latency = median_seconds(lambda: run(one), args.repeats)
+                    batch = median_seconds(lambda: run(many), max(args.repeats // 10, 10))
                     print(f"{name:10s} {config.net:12s} {count_parameters(model):9d} {backend:12s} "
                           f"{latency * 1000:11.3f} {64 / batch:12.0f}")
     return 0

@@ -99,3 +99,17 @@ def test_every_stage1_head_learns_a_crop_and_runs_the_same_in_the_runtime(head):
     expected = expected[0] if isinstance(expected, tuple) else expected
     got = got[0] if isinstance(got, tuple) else got
     assert got.shape == (4, 21, 2) and torch.allclose(got, expected, atol=1e-4)
+
+
+def test_median_seconds_times_each_call_after_the_warm_up(monkeypatch):
+    from landmarks.inference import runtime
+
+    calls = []
+    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0])  # timed calls of 5, 1 and 3 s
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(clock))
+    assert runtime.median_seconds(lambda: calls.append(1), repeats=3, warmup=2) == 3.0
+    assert len(calls) == 5  # two untimed, three timed
+    clock = iter(range(100))
+    calls.clear()
+    runtime.median_seconds(lambda: calls.append(1), repeats=40)
+    assert len(calls) == 44  # the default warm-up: a tenth of the repeats (at least 3)

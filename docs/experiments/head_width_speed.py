@@ -15,7 +15,6 @@ import dataclasses
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 from landmarks.checkpoint import load_model, resolve_model
 from landmarks.inference.export import export_model
+from landmarks.inference.runtime import median_seconds
 
 
 def session(model, spec, folder: Path, name: str, profile: bool = False):
@@ -52,17 +52,6 @@ def kernel_time_by_op(run, image, calls: int) -> dict[str, float]:
     return dict(by_op.most_common())
 
 
-def median_ms(run, image, repeats: int) -> float:
-    for _ in range(repeats // 10):
-        run.run(None, {"image": image})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run.run(None, {"image": image})
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a landmark checkpoint with a simcc_map or simcc_fine head")
@@ -90,7 +79,7 @@ def main(argv=None) -> int:
         times = {features: [] for features in runs}
         for _ in range(args.rounds):
             for features, run in runs.items():
-                times[features].append(median_ms(run, image, args.repeats))
+                times[features].append(1000 * median_seconds(lambda: run.run(None, {"image": image}), args.repeats))
     for features, values in times.items():
         print(f"--simcc-features {features}: median ms a face {statistics.median(values):.3f} "
               f"(rounds: {' '.join(f'{v:.3f}' for v in values)})")

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
+from landmarks.inference.runtime import median_seconds
+
 
 def median_ms(session, batch: np.ndarray, repeats: int) -> float:
-    for _ in range(repeats // 5):  # warm-up
-        session.run(None, {"image": batch})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {"image": batch})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return 1000 * median_seconds(lambda: session.run(None, {"image": batch}), repeats, warmup=repeats // 5)
 
 
 def main(argv=None) -> int:

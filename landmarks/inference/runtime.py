@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import statistics
+import time
 import warnings
 
 import numpy as np
@@ -21,6 +23,19 @@ from ..errors import UsageError, require_extra
 from .export import for_runtime
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def median_seconds(call, repeats: int, warmup: int | None = None) -> float:
+    """Median seconds of ``call()`` over ``repeats`` calls, after ``warmup`` untimed ones (by
+    default a tenth of ``repeats``, at least 3): first calls pay for allocations and caches."""
+    for _ in range(max(3, repeats // 10) if warmup is None else warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def has_onnxruntime() -> bool:
