@@ -116,11 +116,14 @@ def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
 
 @pytest.mark.parametrize("head", ["simcc_map", "simcc_fine"])
 def test_simcc_features_sizes_the_vector_each_point_map_is_read_into(head):
+    from landmarks.net.nets import Stage1Net
+
     spec = ModelSpec(Config(net="stage1_wide", head=head, simcc_features=32, input_size=96), load_scheme("five"))
     net = spec.build().eval()
     assert net.point_vector[0].out_features == 32 and net.bins_x.in_features == 32 == net.bins_y.in_features
     assert spec.inference_model(net)(torch.rand(2, 1, 96, 96)).shape == (2, 5, 2)
     wide = ModelSpec(Config(net="stage1_wide", head=head, input_size=96), load_scheme("five")).build()
+    assert wide.point_vector[0].out_features == Stage1Net.POINT_FEATURES  # the config's default is the net's
     assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in wide.parameters())
 
 

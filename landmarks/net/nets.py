@@ -78,11 +78,12 @@ class Stage1Net(LandmarkNet):
     """
 
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
+    POINT_FEATURES = 256  # point-map heads: per-point vector read from the point's own map, by default
     HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine")
     POINT_MAP_HEADS = ("simcc_map", "simcc_fine")  # SimCC read from one map a point
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
-                 head="regression", point_features=256):
+                 head="regression", point_features=POINT_FEATURES):
         super().__init__(num_points, classify, aux_classes)
         if head not in self.HEADS:
             raise UsageError(f"stage-1 nets take the heads {', '.join(self.HEADS)}; not {head!r}")
@@ -330,7 +331,8 @@ def start_at_centre(layer: nn.Linear) -> None:
 
 
 def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112, classify: bool = False,
-              aux_classes: dict[str, int] | None = None, head: str = "", point_features: int = 256) -> LandmarkNet:
+              aux_classes: dict[str, int] | None = None, head: str = "",
+              point_features: int = Stage1Net.POINT_FEATURES) -> LandmarkNet:
     """The net ``name``; ``head`` (a codec name) replaces its own landmark head where it offers others;
     ``point_features`` sizes the point-map heads' per-point vector."""
     factory = NETS.get(name)
@@ -342,7 +344,7 @@ def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112,
         spec["head"] = head
     if head in Stage1Net.POINT_MAP_HEADS:
         spec["point_features"] = point_features
-    elif point_features != 256:
+    elif point_features != Stage1Net.POINT_FEATURES:
         raise UsageError(f"--simcc-features sizes the {' and '.join(Stage1Net.POINT_MAP_HEADS)} heads only, "
                          f"not --head {head or 'of net ' + name}")
     try:
