@@ -51,14 +51,15 @@ class Config:
     net: str = setting("stage1", "net to train", choices="net")
     head: str = setting("", "landmark head, and so how its output is read: regression, heatmap_offset (PIPNet-style), "
                         "simcc (coordinate classification), simcc_map (the same, each point read from its own "
-                        "feature map, as RTMPose) or simcc_fine (simcc_map on maps of twice the resolution)",
+                        "feature map, as RTMPose), simcc_fine (simcc_map on maps of twice the resolution) or simcc_gau "
+                        "(simcc_map with RTMPose's attention between the points)",
                         default_text="the net's own")
     channels: int = setting(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
     input_size: int = setting(112, "crop size in pixels (faces: the picture's longer side)")
     normalize: bool = setting(True, "per-image mean/std normalization")
     classify: bool = setting(False, "add the face/non-face branch, for stage-3 lists")
     loss: str = setting("mse", "landmark loss", choices="loss")
-    simcc_features: int = setting(256, "simcc_map and simcc_fine heads: length of the vector each point's map is "
+    simcc_features: int = setting(256, "simcc_map, simcc_fine and simcc_gau heads: length of the vector each point's map is "
                                   "read into, which the x and y bin classifiers read")
     simcc_sigma: float = setting(1.5, "simcc head: spread of the Gaussian each coordinate is taught as, in bins "
                                  "(two a pixel of the crop)")

@@ -114,7 +114,7 @@ def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
     assert abs(float(mean) - 112) < 1e-3 and abs(float(spread) - sigma) < 0.05
 
 
-@pytest.mark.parametrize("head", ["simcc_map", "simcc_fine"])
+@pytest.mark.parametrize("head", ["simcc_map", "simcc_fine", "simcc_gau"])
 def test_simcc_features_sizes_the_vector_each_point_map_is_read_into(head):
     from landmarks.net.nets import Stage1Net
 
@@ -129,5 +129,5 @@ def test_simcc_features_sizes_the_vector_each_point_map_is_read_into(head):
 
 def test_simcc_features_is_refused_for_a_head_it_does_not_size():
     spec = ModelSpec(Config(net="stage1", head="simcc", simcc_features=32), load_scheme("course21"))
-    with pytest.raises(UsageError, match="--simcc-features sizes the simcc_map and simcc_fine heads only"):
+    with pytest.raises(UsageError, match="--simcc-features sizes the simcc_map, simcc_fine and simcc_gau heads only"):
         spec.build()

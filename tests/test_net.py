@@ -152,3 +152,27 @@ def test_folding_batch_norm_into_the_convolutions_keeps_the_outputs(name):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     for key in ("points", "face_logits") if "points" in before else ("heat", "size", "offset"):
         torch.testing.assert_close(after[key], before[key], atol=1e-4, rtol=1e-4)
+
+
+def test_point_attention_mixes_the_points_and_keeps_their_order():
+    from landmarks.net.layers import PointAttention
+    torch.manual_seed(0)
+    attention = PointAttention(16, key_dim=8)
+    torch.nn.init.normal_(attention.out.weight)  # a trained layer's output, not its start
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        out = attention(x)
+        order = torch.tensor([3, 0, 4, 1, 2])
+        # No position is encoded: a point is known by its vector, so reordering the points reorders the output.
+        torch.testing.assert_close(attention(x[:, order]), out[:, order])
+        moved = x.clone()
+        moved[:, 0] += 1.0
+        changed = (attention(moved) - out).abs().amax(dim=2)
+    assert (changed[:, 1:] > 1e-4).all()  # every other point reads the one that moved
+
+
+def test_point_attention_starts_as_the_identity():
+    from landmarks.net.layers import PointAttention
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(PointAttention(16, key_dim=8)(x), x)

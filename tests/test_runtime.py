@@ -75,7 +75,7 @@ def test_the_haar_finder_ignores_the_backend():
     assert make_finder("haar", backend="onnxruntime").name == "haar"
 
 
-@pytest.mark.parametrize("head", ["regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine"])
+@pytest.mark.parametrize("head", ["regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine", "simcc_gau"])
 def test_every_stage1_head_learns_a_crop_and_runs_the_same_in_the_runtime(head):
     torch.manual_seed(0)
     spec = ModelSpec(Config(net="stage1_wide", head=head), load_scheme("course21"))

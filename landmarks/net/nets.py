@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..registry import Registry
-from .layers import ConvBlock, LinearBlock, PReLU, conv_prelu_pool
+from .layers import ConvBlock, LinearBlock, PointAttention, PReLU, conv_prelu_pool
 
 NETS: Registry[Callable[..., "LandmarkNet"]] = Registry("net")
 register = NETS.register
@@ -74,13 +74,14 @@ class Stage1Net(LandmarkNet):
     head without its attention: each point reads its own map of the last features, one 3x3
     convolution, through a layer shared by the points, then the x and y bin logits) or
     ``simcc_fine`` (the same on maps of twice the resolution: the point maps upsampled and added
-    to a 1x1 convolution of the third stage's features before their pooling).
+    to a 1x1 convolution of the third stage's features before their pooling) or ``simcc_gau``
+    (``simcc_map`` with RTMPose's attention layer between the points' vectors and their bins).
     """
 
     SIMCC_FEATURES = 64  # per-point vector the shared x and y classifiers read
     POINT_FEATURES = 256  # point-map heads: per-point vector read from the point's own map, by default
-    HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine")
-    POINT_MAP_HEADS = ("simcc_map", "simcc_fine")  # SimCC read from one map a point
+    HEADS = ("regression", "heatmap_offset", "simcc", "simcc_map", "simcc_fine", "simcc_gau")
+    POINT_MAP_HEADS = ("simcc_map", "simcc_fine", "simcc_gau")  # SimCC read from one map a point
 
     def __init__(self, channels, size, num_points, classify=False, aux_classes=None, batch_norm=False, width=1,
                  head="regression", point_features=POINT_FEATURES):
@@ -114,6 +115,8 @@ class Stage1Net(LandmarkNet):
                 self.fine_maps = nn.Conv2d(c[2], num_points, 1)
                 map_area = probe[1].shape[2:].numel()
             self.point_vector = LinearBlock(map_area, point_features)
+            if head == "simcc_gau":
+                self.point_attention = PointAttention(point_features)
             self.bins_x = nn.Linear(point_features, 2 * size)
             self.bins_y = nn.Linear(point_features, 2 * size)
         else:
@@ -133,6 +136,8 @@ class Stage1Net(LandmarkNet):
                 nn.init.kaiming_normal_(module.weight, a=0.25, nonlinearity="leaky_relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if head == "simcc_gau":
+            self.point_attention.reset_parameters()
 
     def features(self, x):
         """The last feature map; for ``simcc_fine`` also the third stage's, before its pooling."""
@@ -161,6 +166,8 @@ class Stage1Net(LandmarkNet):
             else:
                 maps = self.point_maps(features)
             per_point = self.point_vector(torch.flatten(maps, 2))  # [B, K, features]
+            if self.head == "simcc_gau":
+                per_point = self.point_attention(per_point)
             return {"x": self.bins_x(per_point), "y": self.bins_y(per_point)}
         vector = self.ip2(self.ip1(torch.flatten(features, 1)))
         if self.codec == "regression":
@@ -345,7 +352,8 @@ def build_net(name: str, *, num_points: int, channels: int = 1, size: int = 112,
     if head in Stage1Net.POINT_MAP_HEADS:
         spec["point_features"] = point_features
     elif point_features != Stage1Net.POINT_FEATURES:
-        raise UsageError(f"--simcc-features sizes the {' and '.join(Stage1Net.POINT_MAP_HEADS)} heads only, "
+        *others, last = Stage1Net.POINT_MAP_HEADS
+        raise UsageError(f"--simcc-features sizes the {', '.join(others)} and {last} heads only, "
                          f"not --head {head or 'of net ' + name}")
     try:
         net = factory(**spec)
