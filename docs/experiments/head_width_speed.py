@@ -1,10 +1,12 @@
 """Where a point-map model's time a face goes in ONNX Runtime, and what the head's width costs.
 
 Profiles the model as the runtime runs it (batch 1, one thread): kernel time by operator type.
-Then times the same net rebuilt with each ``--simcc-features`` given (fresh weights: weights do not
-change the time), in interleaved rounds so that a slower moment of the machine hits them all.
+Then times the same net rebuilt with each ``--heads`` and ``--simcc-features`` given (fresh
+weights: weights do not change the time), in interleaved rounds so that a slower moment of the
+machine hits them all.
 
     python docs/experiments/head_width_speed.py --model runs/w300/last.pt --features 256 128 64
+    python docs/experiments/head_width_speed.py --model runs/w300/last.pt --heads simcc_map simcc_gau --features 128 64
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def kernel_time_by_op(run, image, calls: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a landmark checkpoint with a simcc_map or simcc_fine head")
+    parser.add_argument("--model", required=True, help="a landmark checkpoint with a point-map head (simcc_map, ...)")
+    parser.add_argument("--heads", nargs="+", default=None, help="point-map heads to time (default: the model's)")
     parser.add_argument("--features", type=int, nargs="+", default=[256, 128, 64],
                         help="--simcc-features values to time (default: 256 128 64)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
@@ -73,15 +76,18 @@ def main(argv=None) -> int:
         print(f"{args.model}: kernel time a call {total:.0f} us; by operator: "
               + ", ".join(f"{op} {us:.0f} ({us / total:.0%})" for op, us in by_op.items() if us >= 0.01 * total))
         runs = {}
-        for features in args.features:
-            spec = dataclasses.replace(loaded.spec, config=dataclasses.replace(config, simcc_features=features))
-            runs[features] = session(spec.inference_model(spec.build().eval()), spec, folder, f"f{features}")
-        times = {features: [] for features in runs}
+        for head in args.heads or [config.head]:
+            for features in args.features:
+                spec = dataclasses.replace(loaded.spec, config=dataclasses.replace(config, head=head,
+                                                                                   simcc_features=features))
+                runs[f"--head {head} --simcc-features {features}"] = session(
+                    spec.inference_model(spec.build().eval()), spec, folder, f"{head}-f{features}")
+        times = {name: [] for name in runs}
         for _ in range(args.rounds):
-            for features, run in runs.items():
-                times[features].append(1000 * median_seconds(lambda: run.run(None, {"image": image}), args.repeats))
-    for features, values in times.items():
-        print(f"--simcc-features {features}: median ms a face {statistics.median(values):.3f} "
+            for name, run in runs.items():
+                times[name].append(1000 * median_seconds(lambda: run.run(None, {"image": image}), args.repeats))
+    for name, values in times.items():
+        print(f"{name}: median ms a face {statistics.median(values):.3f} "
               f"(rounds: {' '.join(f'{v:.3f}' for v in values)})")
     return 0
 
