@@ -47,7 +47,7 @@ class FlipFinder(NetFinder):
         boxes, scores = super().__call__(image)
         if self.rule != "union":
             return boxes, scores
-        rgb = lift_dark(image, self.dark_floor, self.dark_target)
+        rgb = lift_dark(image if image.shape[2] == 3 else np.repeat(image, 3, 2), self.dark_floor, self.dark_target)
         mirrored, mirrored_scores, _ = super().look(np.ascontiguousarray(rgb[:, ::-1]), self.size)
         return merge_looks(np.concatenate([boxes, mirror_boxes(mirrored, rgb.shape[1])]),
                            np.concatenate([scores, mirrored_scores]))
@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     for rule in args.rules:
         # Candidates down to 0.05 for the AP, as --phase test --test-pictures; the threshold decides.
         finder = FlipFinder(loaded, rule, threshold=0.05, backend="auto")
-        metrics, _ = evaluate_pictures(Landmarker(detector=finder, min_face_prob=args.min_face_prob), pictures, args.detector_threshold)
+        marker = Landmarker(detector=finder, min_face_prob=args.min_face_prob)
+        metrics, _ = evaluate_pictures(marker, pictures, args.detector_threshold)
         false = round(metrics["false_per_picture"] * len(pictures))
         print(f"{rule}: found {metrics['found']:.3f}  false faces {false} ({metrics['false_per_picture']:.3f} a "
               f"picture)  AP@0.5 {metrics['detector_ap']:.3f}  detector {metrics['ms_detector']:.1f} ms a picture",
