@@ -59,8 +59,8 @@ class Config:
     normalize: bool = setting(True, "per-image mean/std normalization")
     classify: bool = setting(False, "add the face/non-face branch, for stage-3 lists")
     loss: str = setting("mse", "landmark loss", choices="loss")
-    simcc_features: int = setting(256, "simcc_map, simcc_fine and simcc_gau heads: length of the vector each point's map is "
-                                  "read into, which the x and y bin classifiers read")
+    simcc_features: int = setting(256, "simcc_map, simcc_fine and simcc_gau heads: length of the vector each point's "
+                                  "map is read into, which the x and y bin classifiers read")
     simcc_sigma: float = setting(1.5, "simcc head: spread of the Gaussian each coordinate is taught as, in bins "
                                  "(two a pixel of the crop)")
     wing_width: float = setting(10.0, "Wing loss w, in pixels of the crop")

@@ -72,7 +72,7 @@ class Stage1Net(LandmarkNet):
     ``heatmap_offset`` (PIPNet-style score and offset maps on the last 4x4 feature map),
     ``simcc`` (ip1, ip2, then per-point x and y bin logits), ``simcc_map`` (RTMPose's SimCC
     head without its attention: each point reads its own map of the last features, one 3x3
-    convolution, through a layer shared by the points, then the x and y bin logits) or
+    convolution, through a layer shared by the points, then the x and y bin logits),
     ``simcc_fine`` (the same on maps of twice the resolution: the point maps upsampled and added
     to a 1x1 convolution of the third stage's features before their pooling) or ``simcc_gau``
     (``simcc_map`` with RTMPose's attention layer between the points' vectors and their bins).
