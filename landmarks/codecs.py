@@ -126,13 +126,15 @@ class SimCC(Codec):
     """SimCC: each coordinate classified into ``bins`` per crop side (``bins`` / size bins a pixel).
     raw: {"x": [B, K, bins], "y": [B, K, bins]} logits. The loss is the cross entropy to a
     Gaussian around the true bin (sigma in bins), the KL divergence up to a constant; decoding
-    is the expected position under the softmax, which keeps sub-bin precision."""
+    is the expected position under the softmax, which keeps sub-bin precision. ``coord_weight``
+    adds that much of the point loss on the decoded points, the positions the metrics read."""
 
     name = "simcc"
 
-    def __init__(self, num_points: int, sigma: float = 1.5):
+    def __init__(self, num_points: int, sigma: float = 1.5, coord_weight: float = 0.0):
         super().__init__(num_points)
         self.sigma = sigma
+        self.coord_weight = coord_weight
 
     def encode(self, points: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, K, 2] shares -> Gaussian label distributions for x and y, each [B, K, bins]."""
@@ -161,13 +163,18 @@ class SimCC(Codec):
         # (F.kl_div makes NaN where a label's far bins underflow to 0).
         per_point = -(label_x * F.log_softmax(x, -1)).sum(-1) - (label_y * F.log_softmax(y, -1)).sum(-1)
         per_sample = masked_mean(per_point, mask)
+        if self.coord_weight:
+            per_sample = per_sample + self.coord_weight * point_loss(
+                self.decode(raw) * size, target, reduction="none")
         return per_sample if reduction == "none" else per_sample.mean()
 
 
-def build_codec(name: str, num_points: int, simcc_sigma: float | None = None) -> Codec:
-    """``simcc_sigma`` shapes the simcc codec's training labels (decoding does not read it)."""
-    if name == "simcc" and simcc_sigma is not None:
-        return SimCC(num_points, sigma=simcc_sigma)
+def build_codec(name: str, num_points: int, simcc_sigma: float | None = None,
+                simcc_coord_weight: float = 0.0) -> Codec:
+    """``simcc_sigma`` and ``simcc_coord_weight`` shape the simcc codec's training loss (decoding
+    reads neither)."""
+    if name == "simcc":
+        return SimCC(num_points, sigma=1.5 if simcc_sigma is None else simcc_sigma, coord_weight=simcc_coord_weight)
     return CODECS.get(name)(num_points)
 
 

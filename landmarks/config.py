@@ -63,6 +63,8 @@ class Config:
                                   "map is read into, which the x and y bin classifiers read")
     simcc_sigma: float = setting(1.5, "simcc head: spread of the Gaussian each coordinate is taught as, in bins "
                                  "(two a pixel of the crop)")
+    simcc_coord_weight: float = setting(0.0, "simcc heads: weight of --loss on the decoded points, added to the "
+                                        "bins' cross entropy")
     wing_width: float = setting(10.0, "Wing loss w, in pixels of the crop")
     wing_curvature: float = setting(2.0, "Wing loss epsilon")
     optimizer: str = setting("adam", "optimizer", choices=tuple(DEFAULT_LR))

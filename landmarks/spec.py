@@ -49,7 +49,8 @@ class ModelSpec:
                          point_features=c.simcc_features)
 
     def codec(self, net: torch.nn.Module) -> Codec:
-        return build_codec(getattr(net, "codec", "regression"), self.num_points, self.config.simcc_sigma)
+        c = self.config
+        return build_codec(getattr(net, "codec", "regression"), self.num_points, c.simcc_sigma, c.simcc_coord_weight)
 
     def inference_model(self, net: torch.nn.Module, test_flip: bool | None = None) -> InferenceModel:
         """The net as test, predict and export run it; ``test_flip`` overrides the config's."""

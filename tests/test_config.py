@@ -114,6 +114,24 @@ def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
     assert abs(float(mean) - 112) < 1e-3 and abs(float(spread) - sigma) < 0.05
 
 
+@pytest.mark.parametrize("weight", [0.5, 2.0])
+def test_simcc_coord_weight_adds_the_point_loss_on_the_decoded_points(weight):
+    from landmarks.codecs import build_codec
+    from landmarks.net.losses import point_loss
+
+    spec = ModelSpec(Config(net="stage1", head="simcc", simcc_coord_weight=weight), load_scheme("five"))
+    codec = spec.codec(spec.build())
+    torch.manual_seed(0)
+    raw = {"x": torch.randn(3, 5, 224), "y": torch.randn(3, 5, 224)}
+    target = torch.rand(3, 5, 2) * 100 + 6
+    wing = point_loss("wing")
+    plain = build_codec("simcc", 5).loss(raw, target, 112, wing, reduction="none")
+    on_points = wing(codec.decode(raw) * 112, target, reduction="none")
+    expected = plain + weight * on_points
+    assert torch.allclose(codec.loss(raw, target, 112, wing, reduction="none"), expected)
+    assert (on_points > 0).all()
+
+
 @pytest.mark.parametrize("head", ["simcc_map", "simcc_fine", "simcc_gau"])
 def test_simcc_features_sizes_the_vector_each_point_map_is_read_into(head):
     from landmarks.net.nets import Stage1Net

@@ -35,10 +35,10 @@ def test_a_point_loss_leaves_unlabelled_points_out_gradient_and_all(name):
     assert loss[0].item() == pytest.approx(alone[0].item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("codec", ["simcc", "heatmap_offset"])
-def test_a_head_loss_leaves_unlabelled_points_out(codec):
+@pytest.mark.parametrize("codec, coord_weight", [("simcc", 0.0), ("simcc", 1.0), ("heatmap_offset", 0.0)])
+def test_a_head_loss_leaves_unlabelled_points_out(codec, coord_weight):
     torch.manual_seed(0)
-    head = build_codec(codec, 4)
+    head = build_codec(codec, 4, simcc_coord_weight=coord_weight)
     raw = ({"x": torch.randn(2, 4, 224, requires_grad=True), "y": torch.randn(2, 4, 224, requires_grad=True)}
            if codec == "simcc" else
            {"heat": torch.randn(2, 4, 14, 14, requires_grad=True), "offset": torch.randn(2, 8, 14, 14, requires_grad=True)})
