@@ -148,6 +148,8 @@ s2 s2-tune-persp03 --perspective 0.3
 # time beside two 300-W runs: 30 minutes).
 s2 s2-tune-eye1 --eye-weight 1
 s2 s2-tune-eye05 --eye-weight 0.5
+# The Wing loss on the decoded points beside the bins' cross entropy (15 minutes, beside a 300-W run).
+s2 s2-tune-coord0.1 --simcc-coord-weight 0.1
 # Colour against grey: s2-tune finetuned 60 epochs more either way (3 minutes a run).
 for spec in "s2-ft60-grey" "s2-ft60-rgb --channels 3"; do
     set -- $spec; name=$1; shift
