@@ -21,23 +21,26 @@ def read_pts(path: Path) -> np.ndarray:
     return np.array(body.split(), dtype=float).reshape(-1, 2) - 1.0
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=Path, required=True, help="a --predictions-out file")
     parser.add_argument("--pts-dir", type=Path, required=True, help="folder holding the pictures' .pts files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pts_files = {p.stem: p for p in args.pts_dir.rglob("*.pts")}
     errors = []
     for line in args.predictions.read_text().splitlines():
         path, *numbers = line.split()
         predicted = np.array(numbers[4:], dtype=float).reshape(-1, 2)
+        if Path(path).stem not in pts_files:
+            raise SystemExit(f"{args.predictions}: {path}: no {Path(path).stem}.pts under {args.pts_dir}")
         truth = read_pts(pts_files[Path(path).stem])
         eyes = np.linalg.norm(truth[36] - truth[45])
         errors.append(np.linalg.norm(predicted - truth, axis=1).mean() / eyes)
     errors = np.array(errors)
     print(f"{len(errors)} faces of {len(pts_files)} .pts files: NME_io {100 * errors.mean():.2f} %, "
           f"FR@0.10 {100 * (errors > 0.1).mean():.1f} %")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
