@@ -174,7 +174,8 @@ def build_codec(name: str, num_points: int, simcc_sigma: float | None = None,
     """``simcc_sigma`` and ``simcc_coord_weight`` shape the simcc codec's training loss (decoding
     reads neither)."""
     if name == "simcc":
-        return SimCC(num_points, sigma=1.5 if simcc_sigma is None else simcc_sigma, coord_weight=simcc_coord_weight)
+        spread = {} if simcc_sigma is None else {"sigma": simcc_sigma}
+        return SimCC(num_points, coord_weight=simcc_coord_weight, **spread)
     return CODECS.get(name)(num_points)
 
 
