@@ -81,6 +81,9 @@ class Config:
     batch_size: int = setting(64, "batch size")
     seed: int = setting(0, "fixes the split and the training run")
     grad_clip: float = setting(0.0, "max gradient norm, 0 off")
+    light_epochs: int = setting(0, "train the last N epochs with lighter augmentation, closer to test crops: no "
+                                "erasing, occlusion, low resolution or edge cuts, half the rotation, shift, zoom "
+                                "and tilt; 0 off")
     ema: float = setting(0.0, "keep an exponential moving average of the weights with this decay a step (e.g. "
                          "0.999); validation and the saved model use it; 0 off")
     amp: bool = setting(False, "bfloat16 autocast when training on CUDA")

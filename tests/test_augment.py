@@ -186,3 +186,13 @@ def test_a_tilt_magnifies_one_edge_and_shrinks_the_other_about_a_fixed_centre():
     assert height_at(90) > 60 > height_at(10)  # the right side nearer, larger; the left smaller
     assert AugmentSettings(perspective=0.2).geometric
     assert build_augmentation(AugmentSettings(perspective=0.2), 112).steps[0].perspective == 0.2
+
+
+def test_light_settings_halve_the_geometry_drop_what_covers_or_cuts_and_keep_flip_and_colour():
+    full = AugmentSettings(flip=0.5, rotation=30, shift=0.1, scale=0.2, perspective=0.2, brightness=0.2,
+                           contrast=0.3, erase=0.5, occlude=0.4, lowres=0.3, edge=0.2)
+    light = full.light()
+    assert (light.rotation, light.shift, light.scale, light.perspective) == (15, 0.05, 0.1, 0.1)
+    assert light.erase == light.occlude == light.lowres == light.edge == 0
+    assert (light.flip, light.brightness, light.contrast) == (0.5, 0.2, 0.3)
+    assert light.geometric and full.erase == 0.5  # a copy: the run's own settings stay

@@ -269,6 +269,34 @@ def test_an_unwritable_crop_cache_only_warns(tmp_path, caplog):
     assert "could not write the crop cache" in caplog.text
 
 
+def test_set_augment_changes_what_later_batches_get_and_refuses_a_change_of_margin(sample_lists):
+    from landmarks.data.augment import AugmentSettings
+    entries = read_list(sample_lists / "train.txt").entries[:8]
+    plain = FaceLandmarksDataset(entries)
+    erased = FaceLandmarksDataset(entries, augment=AugmentSettings(erase=1.0))
+
+    def first_batch(dataset):
+        return next(dataset.batches(8, shuffle=False, generator=torch.Generator().manual_seed(0)))["image"]
+
+    assert not torch.equal(first_batch(erased), first_batch(plain))
+    erased.set_augment(AugmentSettings(erase=1.0).light())
+    assert torch.equal(first_batch(erased), first_batch(plain))
+    with pytest.raises(ValueError, match="without geometry"):
+        erased.set_augment(AugmentSettings(rotation=10))
+
+
+def test_light_epochs_switch_the_augmentation_for_the_last_epochs_only(sample_lists, tmp_path, caplog):
+    import logging
+
+    from conftest import train_args
+    from landmarks.detector import main
+    with caplog.at_level(logging.INFO, logger="landmarks"):
+        assert main(train_args(sample_lists, tmp_path, "light", "--epochs", "3", "--augment", "--erase", "0.5",
+                               "--light-epochs", "1")) == 0
+    switches = [line for line in caplog.text.splitlines() if "lighter augmentation" in line]
+    assert len(switches) == 1 and "epoch 3: lighter augmentation for the last 1 epochs" in switches[0]
+
+
 def test_training_validates_on_the_lists_validation_part(sample_dir, tmp_path, caplog):
     """best.pt must not be chosen on the test faces: lists built with --val-ratio validate on val.txt."""
     import logging

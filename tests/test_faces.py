@@ -334,6 +334,8 @@ def test_a_detector_run_refuses_landmark_crop_augmentation_by_name(sample_lists,
     assert code != 0 and "--flip, --shift: landmark-crop augmentation" in err and "--rotation only" in err
     code, err = run_main(train_args(sample_lists, tmp_path, "d", *config, "--edge-most", "0.4"), capsys)
     assert code != 0 and "--edge-most: landmark-crop augmentation" in err
+    code, err = run_main(train_args(sample_lists, tmp_path, "d", *config, "--light-epochs", "2"), capsys)
+    assert code != 0 and "--light-epochs: landmark-crop augmentation" in err
     assert not (tmp_path / "runs" / "d").exists()
     code, err = run_main(train_args(sample_lists, tmp_path, "d", *config, "--augment"), capsys)
     assert code != 0 and "--flip" in err and "--rotation," not in err

@@ -8,7 +8,7 @@ is given, so a seeded run sees the same augmentations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -307,6 +307,13 @@ class AugmentSettings:
     def enabled(self) -> bool:
         return bool(self.flip or self.geometric or self.brightness or self.contrast or self.erase or self.occlude
                     or self.lowres or self.edge)
+
+    def light(self) -> AugmentSettings:
+        """These settings made closer to a test crop, for a run's last epochs (``--light-epochs``):
+        no occluding, shrinking or cutting, half the rotation, shift, zoom and tilt; flip and colour
+        as they are."""
+        return replace(self, rotation=self.rotation / 2, shift=self.shift / 2, scale=self.scale / 2,
+                       perspective=self.perspective / 2, erase=0.0, occlude=0.0, lowres=0.0, edge=0.0)
 
 
 def build_augmentation(settings: AugmentSettings, out_size: int, flip_permutation=None) -> Compose:

@@ -133,8 +133,8 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         if self.augment and self.augment.flip and flip_permutation is None:
             raise UsageError("flip augmentation needs the scheme's flip permutation")
         self.flip_permutation = flip_permutation
-        self.pipeline = build_augmentation(self.augment, size, flip_permutation) if self.augment else None
         self.teacher: torch.Tensor | None = None
+        self.pipeline = self._pipeline()
         self.draw_weights: torch.Tensor | None = None  # set_draw_weights: training draws by them
         self.report = Report(strict=strict)
         crops, kept = self._load(entries, cache_dir, workers or min(8, os.cpu_count() or 1), progress)
@@ -189,11 +189,25 @@ class FaceLandmarksDataset(torch.utils.data.Dataset):
         batches then carry ``teacher`` points, moved by the same augmentation as the true ones."""
         offset = (self.settings.cache_size - self.settings.size) / 2
         self.teacher = shares.float() * self.settings.size + offset
-        if self.augment:
+        self.pipeline = self._pipeline()
+
+    def set_augment(self, augment: AugmentSettings) -> None:
+        """Augment from now on by ``augment``, which must keep geometry on or off as the crops were cut."""
+        if augment.geometric != (self.settings.margin > 0):
+            raise ValueError("the crops were cut for augmentation with" + ("" if self.settings.margin else "out")
+                             + " geometry; the new settings must keep it so")
+        self.augment = augment if augment.enabled else None
+        self.pipeline = self._pipeline()
+
+    def _pipeline(self):
+        if not self.augment:
+            return None
+        permutation = self.flip_permutation
+        if self.teacher is not None and permutation is not None:
             # Both point sets go through the flip together: the permutation covers 2K points.
             k = self.num_points
-            permutation = tuple(self.flip_permutation) + tuple(p + k for p in self.flip_permutation)
-            self.pipeline = build_augmentation(self.augment, self.settings.size, permutation)
+            permutation = tuple(permutation) + tuple(p + k for p in permutation)
+        return build_augmentation(self.augment, self.settings.size, permutation)
 
     def set_draw_weights(self, weights) -> None:
         """[N] weights: shuffled batches then draw each epoch's samples with replacement in

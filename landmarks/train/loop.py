@@ -143,6 +143,9 @@ def fit(model, spec: ModelSpec, task, train_set, val_set, run_dir: Path, device,
                 kind = wanted
                 optimizer = make_optimizer(kind, trainable, config, base_lr(config, kind))
                 log.info("epoch %d: switching to %s", epoch + 1, kind)
+            if config.light_epochs and epoch == max(start_epoch, config.epochs - config.light_epochs):
+                train_set.set_augment(config.augment.light())
+                log.info("epoch %d: lighter augmentation for the last %d epochs", epoch + 1, config.epochs - epoch)
             lr = base_lr(config, kind) * lr_factor(config, epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -249,6 +249,9 @@ def prepare_faces(job: Job, config: Config, model_path: Path | None, ranks: Dist
     if landmark_only:
         raise UsageError(f"{', '.join(landmark_only)}: landmark-crop augmentation; a face detector's training "
                          "pictures are zoomed, mirrored and coloured by their own recipe, and take --rotation only")
+    if config.light_epochs:
+        raise UsageError("--light-epochs: landmark-crop augmentation; a face detector's training pictures "
+                         "keep their own recipe")
     train_path, test_path = lists_of(job, config.seed, ranks, pictures=True, validation=True)
     spec = ModelSpec(dataclasses.replace(config, scheme="", expand=None), None)
     pictures, _ = read_picture_list(train_path, strict=job.strict)
