@@ -21,7 +21,7 @@ from landmarks.cli import run_cli
 from landmarks.data.images import load_image
 from landmarks.data.labels import read_picture_list
 from landmarks.files import Outputs
-from landmarks.inference.landmarker import Landmarker
+from landmarks.inference.landmarker import Landmarker, LandmarkerSettings
 from landmarks.inference.predict import draw_faces, write_picture
 
 
@@ -45,12 +45,14 @@ def main(argv=None) -> int:
                         help="picture list (default: %(default)s)")
     parser.add_argument("--min-side", type=int, default=120, help="smallest strip side kept (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="write the strips where faces were found here (default: none)")
+    parser.add_argument("--small-face-prob", type=float, default=LandmarkerSettings.small_face_prob, metavar="P",
+                        help="the pipeline's setting of that name (default: %(default)s)")
     args = parser.parse_args(argv)
     return run_cli(lambda: check(args))
 
 
 def check(args) -> int:
-    marker = Landmarker()
+    marker = Landmarker(small_face_prob=args.small_face_prob)
     pictures, _ = read_picture_list(args.pictures)
     outputs = Outputs()
     outputs.reads("--pictures", args.pictures, *(p.image for p in pictures))

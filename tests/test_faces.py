@@ -524,3 +524,21 @@ def test_a_face_whose_box_moved_on_its_second_look_is_looked_at_once_more(monkey
     assert Landmarker("stage2", detector=None, settle_iou=0)._settled(None, faces, before) == faces
     with pytest.raises(UsageError, match="--settle-iou"):
         Landmarker("stage2", detector=None, settle_iou=1.5)
+
+
+def test_a_small_face_the_finder_is_sure_of_is_kept_from_the_lower_branch_probability():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(100, 140, (200, 200, 3), dtype=np.uint8)  # no face: the branch doubts every crop
+    small, large = np.array([[50.0, 50, 70, 70]]), np.array([[50.0, 50, 150, 150]])
+
+    def kept(box, score, small_face_prob):
+        marker = Landmarker("stage3", detector=lambda image: (box, np.array([score])), refine=False,
+                            small_face_prob=small_face_prob)
+        face, = marker.detect(picture)
+        assert face.face_prob < marker.min_face_prob
+        return face.is_face
+
+    assert kept(small, 0.9, 0.0)  # 20 px, sure: kept from probability 0 on
+    assert not kept(small, Landmarker.SMALL_FACE_SCORE - 0.01, 0.0)  # the finder not sure enough
+    assert not kept(large, 0.9, 0.0)  # 100 px: the branch's own threshold
+    assert not kept(small, 0.9, 1.0)  # 1: as any other face

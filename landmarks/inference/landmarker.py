@@ -104,6 +104,10 @@ class LandmarkerSettings:
     min_face_prob: float | None = setting(None, "models with a face branch: a crop is a face from this probability "
                                           "on, in test (crops and pictures), predict and --predictions-out",
                                           default_text="the model's face_threshold")
+    small_face_prob: float = setting(0.2, "in pictures, a face under 24 px (the square root of its box's area) that "
+                                     "the face finder scores 0.4 or more is a face from this probability "
+                                     "on: the face branch sees it blown up to its input; 1: as any other face",
+                                     metavar="P")
     backend: str = setting("auto", "run the nets with PyTorch, or with ONNX Runtime (a checkpoint is converted in "
                            "memory; an exported .onnx file runs as it is)", choices=BACKENDS,
                            default_text="auto: ONNX Runtime on a CPU where it is installed, else PyTorch")
@@ -125,6 +129,11 @@ class Landmarker:
     # On a smaller face the first points' eye line is too rough to turn by (and the net, shown
     # a blurred face turned the wrong way, follows the crop).
     TURN_MIN_FACE = 32
+    # A face this small (pixels, the square root of its box's area) that the finder scores
+    # SMALL_FACE_SCORE or more is judged by the branch from small_face_prob on.
+    SMALL_FACE = 24.0
+    SMALL_FACE_SCORE = 0.4
+
     def __init__(self, model=None, settings: LandmarkerSettings | None = None, *, device: str = "cpu", **overrides):
         known = {f.name for f in fields(LandmarkerSettings)}
         unknown = sorted(set(overrides) - known)
@@ -225,12 +234,21 @@ class Landmarker:
         faces = []
         for i in range(len(boxes)):
             p = None if prob is None else float(prob[i])
-            is_face = usable[i] and (p is None or not verify or p >= self.min_face_prob)
+            is_face = usable[i] and (p is None or not verify
+                                     or p >= self._face_threshold(face_boxes[i], None if scores is None else scores[i]))
             # A turned look reports the upright-framed box of the points it found.
             box = face_boxes[i] if not turns[i] or not is_face else self.scheme.face_boxes(points[i])
             faces.append(Face(box, boxes[i], points[i] if is_face else None, p,
                               None if scores is None else float(scores[i]), turn=float(turns[i])))
         return faces
+
+    def _face_threshold(self, face_box: np.ndarray, score: float | None) -> float:
+        """The face branch's probability from which a crop of ``face_box`` (scored ``score`` by
+        the finder, None where boxes were given) is a face."""
+        w, h = np.maximum(face_box[2:] - face_box[:2], 0)
+        if score is not None and score >= self.SMALL_FACE_SCORE and np.sqrt(w * h) < self.SMALL_FACE:
+            return min(self.min_face_prob, self.settings.small_face_prob)
+        return self.min_face_prob
 
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
         """Candidate face boxes [N, 4] and scores [N] from the face finder."""
