@@ -542,3 +542,33 @@ def test_a_small_face_the_finder_is_sure_of_is_kept_from_the_lower_branch_probab
     assert not kept(small, Landmarker.SMALL_FACE_SCORE - 0.01, 0.0)  # the finder not sure enough
     assert not kept(large, 0.9, 0.0)  # 100 px: the branch's own threshold
     assert not kept(small, 0.9, 1.0)  # 1: as any other face
+
+
+class ThresholdFinder:
+    """A finder with a threshold, as a trained one has: its candidates from that score on."""
+
+    def __init__(self, boxes, scores, threshold=0.2):
+        self.boxes, self.scores, self.threshold = np.asarray(boxes, float), np.asarray(scores, float), threshold
+
+    def __call__(self, image):
+        keep = self.scores >= self.threshold
+        return self.boxes[keep], self.scores[keep]
+
+
+def test_candidates_a_little_under_the_finders_threshold_go_on_and_need_a_surer_face_branch(monkeypatch):
+    picture = np.full((200, 300, 3), 120, np.uint8)
+    boxes = [[10.0, 10, 90, 90], [110, 10, 190, 90], [210, 10, 290, 90]]
+    scores = [0.3, 0.17, 0.1]  # sure, a little under the threshold (0.2), far under it
+
+    def kept(branch_prob, unsure_face_prob):
+        finder = ThresholdFinder(boxes, scores)
+        marker = Landmarker("stage3", detector=finder, refine=False, unsure_face_prob=unsure_face_prob)
+        monkeypatch.setattr(marker, "_run", lambda batch, first_look=False: (
+            np.full((len(batch), marker.scheme.num_points, 2), 0.5), np.full(len(batch), branch_prob)))
+        return [f.score for f in marker.detect(picture) if f.is_face], marker
+
+    found, marker = kept(0.97, 0.95)
+    assert found == [0.3, 0.17] and marker.candidate_floor == pytest.approx(0.15) and marker.finder_threshold == 0.2
+    assert kept(0.9, 0.95)[0] == [0.3]  # the branch not sure enough for the finder's doubt
+    found, marker = kept(0.97, 1.0)  # 1: none go on, the finder's threshold as it is
+    assert found == [0.3] and marker.candidate_floor == 0.2

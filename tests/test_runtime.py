@@ -60,10 +60,12 @@ def test_whole_pictures_find_the_same_faces_and_points_with_either_backend(sampl
     fast, plain = Landmarker(), Landmarker(backend="torch")
     assert fast.backend == "onnxruntime" and fast.finder.backend == "onnxruntime" and plain.backend == "torch"
     a, b = fast.detect(image), plain.detect(image)
-    assert len(a) == len(b) >= 2
+    assert len(a) == len(b) and sum(f.is_face for f in a) >= 2
     for x, y in zip(a, b):
-        assert np.abs(x.box - y.box).max() < 1e-2
-        assert np.abs(x.points - y.points).max() < 1e-2 and abs(x.face_prob - y.face_prob) < 1e-4
+        assert np.abs(x.box - y.box).max() < 1e-2 and abs(x.face_prob - y.face_prob) < 1e-4
+        assert x.is_face == y.is_face  # candidates the branch refuses come back too, without points
+        if x.is_face:
+            assert np.abs(x.points - y.points).max() < 1e-2
 
 
 def test_an_exported_onnx_file_is_refused_with_the_torch_backend(tmp_path):

@@ -40,6 +40,7 @@ from ..metrics import (SIZE_BINS, YAW_BINS, average_precision, bin_of, box_norma
 from .landmarker import Landmarker, LandmarkerSettings
 
 FOUND_NME = 0.10
+PR_CURVE_FROM = 0.05  # the lowest finder score on the precision-recall curve
 
 
 MISS_CAUSES = ("not proposed", "refused", "points off")
@@ -214,19 +215,21 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
     for flag, out in (("--metrics-json", metrics_json), ("--pr-plot", pr_plot)):
         if out is not None:
             outputs.check(flag, out)
-    # Candidates down to a low score make the finder's precision-recall curve; the operating
-    # threshold decides what goes on to the landmarks, as in use.
-    marker = Landmarker(model, settings, detector_threshold=0.05)
-    operating = (marker.finder.default_threshold if settings.detector_threshold is None
-                 else settings.detector_threshold)
+    # Candidates down to a low score make the finder's precision-recall curve; those from the
+    # pipeline's own floor go on to the landmarks, as in use.
+    marker = Landmarker(model, settings)
+    floor, operating = marker.candidate_floor, marker.finder_threshold
+    if hasattr(marker.finder, "threshold"):
+        marker.finder.threshold = min(floor, PR_CURVE_FROM)
     pictures, converted = for_model_scheme(path, pictures, scheme, marker.scheme)
     if converted:
         print(f"{path}: {scheme.name} faces seen as {marker.scheme.name}: points derived as its scheme file "
               f"says, boxes framed as its data frames faces")
-    metrics, curves = evaluate_pictures(marker, pictures, operating, progress=progress)
+    metrics, curves = evaluate_pictures(marker, pictures, floor, progress=progress)
     name = getattr(marker.finder, "name", "finder")
     print(f"{path}: {metrics['pictures']} pictures, {metrics['faces']} faces; finder {name} "
-          f"(threshold {operating:g}), refine {'on' if settings.refine else 'off'}")
+          f"(threshold {operating:g}{f', candidates from {floor:g}' if floor != operating else ''}), "
+          f"refine {'on' if settings.refine else 'off'}")
     print(f"found {metrics['found']:.3f}  false faces per picture {metrics['false_per_picture']:.3f}  "
           f"NME_box of found {metrics['nme_box_found']:.2f}% (NME_io {metrics['nme_io_found']:.2f}%)  "
           f"detector AP@0.5 {metrics['detector_ap']:.3f}  "

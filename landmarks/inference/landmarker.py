@@ -104,6 +104,10 @@ class LandmarkerSettings:
     min_face_prob: float | None = setting(None, "models with a face branch: a crop is a face from this probability "
                                           "on, in test (crops and pictures), predict and --predictions-out",
                                           default_text="the model's face_threshold")
+    unsure_face_prob: float = setting(0.95, "candidates a trained face finder scores a little under its threshold "
+                                      "(from 3/4 of it: 0.15 for the shipped one's 0.2) go on too, and are faces "
+                                      "from this face probability on: a sure face branch outweighs a finder in "
+                                      "doubt; 1: none go on", metavar="P")
     small_face_prob: float = setting(0.2, "in pictures, a face under 24 px (the square root of its box's area) that "
                                      "the face finder scores 0.4 or more is a face from this probability "
                                      "on: the face branch sees it blown up to its input; 1: as any other face",
@@ -133,6 +137,8 @@ class Landmarker:
     # SMALL_FACE_SCORE or more is judged by the branch from small_face_prob on.
     SMALL_FACE = 24.0
     SMALL_FACE_SCORE = 0.4
+    # Candidates from this share of the finder's threshold go on, judged from unsure_face_prob.
+    UNSURE_SHARE = 0.75
 
     def __init__(self, model=None, settings: LandmarkerSettings | None = None, *, device: str = "cpu", **overrides):
         known = {f.name for f in fields(LandmarkerSettings)}
@@ -173,6 +179,11 @@ class Landmarker:
         self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
                                   settings.detector_zoom_below, backend, settings.detector_zoom_out,
                                   settings.detector_zoom_out_close_up)
+        # The finder's own threshold; a trained finder then proposes from UNSURE_SHARE of it, and
+        # _face_threshold asks more of the face branch for the candidates under it.
+        self.finder_threshold = float(getattr(self.finder, "threshold", 0.0))
+        if self.classify and settings.unsure_face_prob < 1 and self.finder_threshold > 0:
+            self.finder.threshold = self.finder_threshold * self.UNSURE_SHARE
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
     @property
@@ -245,10 +256,19 @@ class Landmarker:
     def _face_threshold(self, face_box: np.ndarray, score: float | None) -> float:
         """The face branch's probability from which a crop of ``face_box`` (scored ``score`` by
         the finder, None where boxes were given) is a face."""
+        if score is None:
+            return self.min_face_prob
+        if score < self.finder_threshold:
+            return max(self.min_face_prob, self.settings.unsure_face_prob)
         w, h = np.maximum(face_box[2:] - face_box[:2], 0)
-        if score is not None and score >= self.SMALL_FACE_SCORE and np.sqrt(w * h) < self.SMALL_FACE:
+        if score >= self.SMALL_FACE_SCORE and np.sqrt(w * h) < self.SMALL_FACE:
             return min(self.min_face_prob, self.settings.small_face_prob)
         return self.min_face_prob
+
+    @property
+    def candidate_floor(self) -> float:
+        """The lowest finder score that goes on to the landmarks (0 for a finder without a threshold)."""
+        return float(getattr(self.finder, "threshold", 0.0))
 
     def find(self, image) -> tuple[np.ndarray, np.ndarray]:
         """Candidate face boxes [N, 4] and scores [N] from the face finder."""
