@@ -107,6 +107,9 @@ class Config:
                                   "epoch, 1 each bin alike")
     eye_weight: float = setting(0.0, "weigh each face's landmark loss by (mean eye distance / its eye distance)^P, "
                                 "capped at 4, as NME_io weighs its errors: a turned head's eyes are close; 0 off")
+    hard_weight: float = setting(0.0, "weigh each face's landmark loss by (its loss / the batch's mean)^P, capped "
+                                 "at 4: the faces the net gets most wrong count more, as the failure rate counts "
+                                 "them; 0 off")
     picture_zoom: float = setting(ZOOM_RANGE[1], "a face detector's training crops: the largest zoom against the "
                                   f"picture fitted to the crop (the smallest is {ZOOM_RANGE[0]}); larger shows it "
                                   "close-ups")

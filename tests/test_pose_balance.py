@@ -201,3 +201,36 @@ def test_eye_weight_makes_a_turned_face_count_more_in_the_training_loss():
 
     assert loss_with_error_on(0, 0.0) == pytest.approx(loss_with_error_on(1, 0.0))
     assert loss_with_error_on(1, 1.0) == pytest.approx(4 * loss_with_error_on(0, 1.0))  # eyes 72 px apart against 18
+
+
+def test_hard_face_weights_follow_the_faces_own_losses_capped_and_leave_non_faces_at_one():
+    from landmarks.net.losses import hard_face_weights
+    per_face = torch.tensor([1.0, 2.0, 1, 1, 1, 1, 1, 30.0, 5.0], requires_grad=True)  # the faces' mean 4.75
+    is_face = torch.tensor([True] * 8 + [False])
+    weights = hard_face_weights(per_face, is_face, power=1.0)
+    assert not weights.requires_grad and weights.mean().item() == pytest.approx(1.0)
+    assert weights[1] / weights[0] == pytest.approx(2.0)  # twice the loss, twice the weight
+    assert weights[7] / weights[0] == pytest.approx(4.0 * 4.75)  # 30 / 4.75 capped at 4
+    assert weights[8] / weights[0] == pytest.approx(4.75)  # a non-face weighs 1 before scaling
+    assert torch.allclose(hard_face_weights(per_face, is_face, power=0.0), torch.ones(9))
+
+
+def test_hard_weight_makes_the_face_the_net_gets_most_wrong_count_more_in_the_training_loss():
+    from landmarks.codecs import build_codec
+    from landmarks.config import Config
+    from landmarks.spec import ModelSpec
+    from landmarks.train.tasks import LandmarkTask
+    scheme = load_scheme("course21")
+    target = torch.full((2, scheme.num_points, 2), 56.0)
+    batch = {"image": torch.zeros(2, 1, 8, 8), "points": target, "is_face": torch.ones(2, dtype=torch.bool)}
+
+    def loss(hard_weight: float) -> float:
+        spec = ModelSpec(Config(loss="l1", hard_weight=hard_weight, input_size=112), scheme)
+        task = LandmarkTask(spec, build_codec("regression", scheme.num_points))
+        predicted = target.clone() / 112
+        predicted[0] += 1 / 112  # 1 px off on every point of one face, 3 px off on the other
+        predicted[1] += 3 / 112
+        return float(task.step(lambda image: {"points": predicted.reshape(2, -1)}, batch, "cpu").loss)
+
+    # Face losses 1 and 3: their mean 2 plain; weighed 0.5 and 1.5, (0.5 + 4.5) / 2 = 2.5.
+    assert loss(0.0) == pytest.approx(2.0) and loss(1.0) == pytest.approx(2.5)

@@ -84,3 +84,17 @@ def eye_distance_weights(target: torch.Tensor, pair: tuple[int, int], power: flo
     if known.any():
         weights[known] = (distance[known].mean() / distance[known]).pow(power).clamp(max=cap)
     return weights / weights.mean()
+
+
+def hard_face_weights(per_face: torch.Tensor, is_face: torch.Tensor, power: float, cap: float = 4.0) -> torch.Tensor:
+    """Per-face loss weights [B] from the faces' own losses [B]: (the face's loss / the faces' mean)^power,
+    capped at ``cap``, then scaled to mean 1; non-faces weigh 1. No gradient flows through them: a face the
+    net gets badly wrong counts more, as the failure rate counts it, without the net lowering its
+    weight by other means."""
+    per_face = per_face.detach()
+    weights = torch.ones_like(per_face)
+    faces = is_face.bool() & torch.isfinite(per_face)
+    if faces.any():
+        mean = per_face[faces].mean().clamp_min(1e-12)
+        weights[faces] = (per_face[faces] / mean).clamp_min(0).pow(power).clamp(max=cap)
+    return weights / weights.mean()

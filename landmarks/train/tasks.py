@@ -19,7 +19,7 @@ from ..data.dataset import FaceLandmarksDataset
 from ..metrics import landmark_metrics
 from ..net.inference import face_probability, flip_average
 from ..spec import ModelSpec
-from ..net.losses import eye_distance_weights, point_loss, stage3_loss
+from ..net.losses import eye_distance_weights, hard_face_weights, point_loss, stage3_loss
 
 log = logging.getLogger("landmarks")
 
@@ -113,6 +113,8 @@ class LandmarkTask:
                 raw, teacher.to(device, non_blocking=True), size, self.point_loss, reduction="none")
         if self.config.eye_weight:
             per_sample = per_sample * eye_distance_weights(target, self.spec.scheme.interocular, self.config.eye_weight)
+        if self.config.hard_weight:
+            per_sample = per_sample * hard_face_weights(per_sample, is_face, self.config.hard_weight)
         if logits is None:
             landmark = per_sample.mean()
             loss, sums = landmark, {"landmark_loss": float(landmark.detach()) * n}
