@@ -14,6 +14,7 @@ from landmarks.detector import main
 from landmarks.errors import UsageError
 from landmarks.geometry import affine_points, box_centre
 from landmarks.inference.faces import HaarFinder, NetFinder
+from landmarks.inference import landmarker as landmarker_module
 from landmarks.inference.landmarker import Face, Landmarker, LandmarkerSettings, merge_duplicates
 from landmarks.metrics import average_precision, match_boxes, match_faces, precision_recall
 
@@ -561,8 +562,9 @@ def test_candidates_a_little_under_the_finders_threshold_go_on_and_need_a_surer_
     scores = [0.3, 0.17, 0.1]  # sure, a little under the threshold (0.2), far under it
 
     def kept(branch_prob, unsure_face_prob):
-        finder = ThresholdFinder(boxes, scores)
-        marker = Landmarker("stage3", detector=finder, refine=False, unsure_face_prob=unsure_face_prob)
+        # As the shipped finder, made by the Landmarker from its name; here with scores chosen.
+        monkeypatch.setattr(landmarker_module, "make_finder", lambda *args: ThresholdFinder(boxes, scores))
+        marker = Landmarker("stage3", refine=False, unsure_face_prob=unsure_face_prob)
         monkeypatch.setattr(marker, "_run", lambda batch, first_look=False: (
             np.full((len(batch), marker.scheme.num_points, 2), 0.5), np.full(len(batch), branch_prob)))
         return [f.score for f in marker.detect(picture) if f.is_face], marker
@@ -572,3 +574,5 @@ def test_candidates_a_little_under_the_finders_threshold_go_on_and_need_a_surer_
     assert kept(0.9, 0.95)[0] == [0.3]  # the branch not sure enough for the finder's doubt
     found, marker = kept(0.97, 1.0)  # 1: none go on, the finder's threshold as it is
     assert found == [0.3] and marker.candidate_floor == 0.2
+    given = ThresholdFinder(boxes, scores)  # a finder passed in is left as it is
+    assert Landmarker("stage3", detector=given).candidate_floor == given.threshold == 0.2

@@ -179,10 +179,12 @@ class Landmarker:
         self.finder = make_finder(settings.detector, settings.detector_threshold, device, settings.detector_size,
                                   settings.detector_zoom_below, backend, settings.detector_zoom_out,
                                   settings.detector_zoom_out_close_up)
-        # The finder's own threshold; a trained finder then proposes from UNSURE_SHARE of it, and
-        # _face_threshold asks more of the face branch for the candidates under it.
+        # The finder's own threshold; a trained finder made here then proposes from UNSURE_SHARE of
+        # it, and _face_threshold asks more of the face branch for the candidates under it (a
+        # finder passed in as a callable is left as it is).
         self.finder_threshold = float(getattr(self.finder, "threshold", 0.0))
-        if self.classify and settings.unsure_face_prob < 1 and self.finder_threshold > 0:
+        made_here = isinstance(settings.detector, (str, Path))
+        if made_here and self.classify and settings.unsure_face_prob < 1 and self.finder_threshold > 0:
             self.finder.threshold = self.finder_threshold * self.UNSURE_SHARE
         self.timings: dict[str, float] = {}  # the last detect(): detector_ms, landmarks_ms
 
