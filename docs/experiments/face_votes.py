@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landmarks.inference.evaluate import PR_CURVE_FROM, evaluate_pictures, for_model_scheme, read_pictures
+from landmarks.inference.evaluate import evaluate_pictures, for_model_scheme, proposing_for_pr_curve, read_pictures
 from landmarks.inference.landmarker import Landmarker
 
 
@@ -51,8 +51,7 @@ def main(argv=None) -> int:
     pictures, scheme = read_pictures(args.pictures, strict=False)
     for rule in args.rules:
         marker = marker_for(rule)
-        floor = marker.candidate_floor
-        marker.finder.threshold = min(floor, PR_CURVE_FROM)  # as --phase test --test-pictures does
+        floor = proposing_for_pr_curve(marker)  # as --phase test --test-pictures does
         seen, _ = for_model_scheme(args.pictures, pictures, scheme, marker.scheme)
         metrics, _ = evaluate_pictures(marker, seen, floor)
         false = round(metrics["false_per_picture"] * len(seen))

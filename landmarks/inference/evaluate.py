@@ -203,6 +203,16 @@ def for_model_scheme(path: Path, pictures: list[Picture], scheme: Scheme | None,
     return pictures, False
 
 
+def proposing_for_pr_curve(marker: Landmarker) -> float:
+    """Let ``marker``'s finder propose candidates down to PR_CURVE_FROM, which make its
+    precision-recall curve -> the score from which candidates go on to the landmarks, as in use
+    (evaluate_pictures' ``operating_threshold``)."""
+    floor = marker.candidate_floor
+    if hasattr(marker.finder, "threshold"):
+        marker.finder.threshold = min(floor, PR_CURVE_FROM)
+    return floor
+
+
 def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, outputs: Outputs, *,
                   strict: bool = False, progress: bool = True, metrics_json: Path | None = None,
                   pr_plot: Path | None = None) -> dict:
@@ -215,12 +225,8 @@ def test_pictures(path: Path, model: str | None, settings: LandmarkerSettings, o
     for flag, out in (("--metrics-json", metrics_json), ("--pr-plot", pr_plot)):
         if out is not None:
             outputs.check(flag, out)
-    # Candidates down to a low score make the finder's precision-recall curve; those from the
-    # pipeline's own floor go on to the landmarks, as in use.
     marker = Landmarker(model, settings)
-    floor, operating = marker.candidate_floor, marker.finder_threshold
-    if hasattr(marker.finder, "threshold"):
-        marker.finder.threshold = min(floor, PR_CURVE_FROM)
+    floor, operating = proposing_for_pr_curve(marker), marker.finder_threshold
     pictures, converted = for_model_scheme(path, pictures, scheme, marker.scheme)
     if converted:
         print(f"{path}: {scheme.name} faces seen as {marker.scheme.name}: points derived as its scheme file "
