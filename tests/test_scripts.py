@@ -39,8 +39,11 @@ def test_bench_predict_times_each_backend(capsys, monkeypatch):
 
 def test_bench_designs_compares_the_cascade_with_the_single_shot_detector(capsys, monkeypatch):
     code, out = run_script("scripts/bench_designs.py", ["--repeats", "1"], capsys, monkeypatch)
-    pyramid = [numbers(line)[-1] for line in out.splitlines() if line.startswith("MTCNN")]
-    assert code == 0 and len(pyramid) >= 2 and pyramid[0] > pyramid[-1] > 0  # smaller faces, more scales
+    # Each row: smallest face, scales, ms. Smaller faces need more scales; times are the
+    # benchmark's to compare, not a test's (a busy machine can reorder them).
+    pyramid = [numbers(line)[-3:] for line in out.splitlines() if line.startswith("MTCNN")]
+    assert code == 0 and len(pyramid) >= 2 and pyramid[0][1] > pyramid[-1][1] > 0
+    assert all(ms > 0 for _, _, ms in pyramid)
     assert any(line.startswith("single-shot detector") for line in out.splitlines())
 
 
