@@ -47,15 +47,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write the strips where faces were found here (default: none)")
     parser.add_argument("--small-face-prob", type=float, default=LandmarkerSettings.small_face_prob, metavar="P",
                         help="the pipeline's setting of that name (default: %(default)s)")
+    parser.add_argument("--detector", default=LandmarkerSettings.detector,
+                        help="face finder: a detector checkpoint or shipped name (default: the shipped one)")
     args = parser.parse_args(argv)
     return run_cli(lambda: check(args))
 
 
 def check(args) -> int:
-    marker = Landmarker(small_face_prob=args.small_face_prob)
+    marker = Landmarker(small_face_prob=args.small_face_prob, detector=args.detector)
     pictures, _ = read_picture_list(args.pictures)
     outputs = Outputs()
     outputs.reads("--pictures", args.pictures, *(p.image for p in pictures))
+    outputs.reads("--detector", *([args.detector] if Path(args.detector).is_file() else []))
     used, found, with_any = 0, 0, 0
     for picture in pictures:
         rgb = load_image(picture.image, 3)

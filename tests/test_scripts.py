@@ -12,8 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from landmarks.checkpoint import load_model, resolve_model
+from landmarks.checkpoint import load_model, resolve_model, save_checkpoint
+from landmarks.errors import UsageError
 from landmarks.data.labels import read_list, read_picture_list
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,3 +183,22 @@ def test_drop_points_leaves_a_share_of_the_points_unlabelled_or_the_faces_out(sa
     whole = read_list(tmp_path / "b" / "t.txt").entries
     assert 0 < len(whole) == int((~few).sum()) < len(faces)
     assert all(not np.isnan(e.points).any() for e in whole) and (tmp_path / "b" / "lists.json").is_file()
+
+
+def test_weight_soup_writes_the_weighted_mean_of_its_models(tmp_path, capsys, monkeypatch):
+    start = load_model(resolve_model("faces"), expect_task=None)
+    moved = {k: v + 1.0 if v.is_floating_point() else v for k, v in start.net.state_dict().items()}
+    start.net.load_state_dict(moved)
+    save_checkpoint(tmp_path / "moved.pt", start.net, start.spec)
+    out = tmp_path / "soup.pt"
+    code, text = run_script("docs/experiments/weight_soup.py",
+                            ["--models", "faces", str(tmp_path / "moved.pt"), "--weights", "3", "1", "--out", str(out)],
+                            capsys, monkeypatch)
+    soup = load_model(out, expect_task="faces").net.state_dict()
+    shipped = load_model(resolve_model("faces"), expect_task=None).net.state_dict()
+    key = next(k for k, v in shipped.items() if v.is_floating_point() and v.abs().sum() > 0)
+    assert code == 0 and "written" in text
+    assert torch.allclose(soup[key], shipped[key] + 0.25, atol=1e-5)  # a quarter of the way to +1
+    with pytest.raises(UsageError, match="--out .* is the --models input"):
+        run_script("docs/experiments/weight_soup.py", ["--models", "faces", str(out), "--out", str(out)],
+                   capsys, monkeypatch)
