@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from landmarks.checkpoint import checkpoint_bytes, load_model, resolve_model
+from landmarks.cli import run_cli
 from landmarks.data.labels import read_list
 from landmarks.errors import UsageError
 from landmarks.files import Outputs
@@ -30,8 +31,6 @@ def averaged(states: list[dict], weights: list[float] | None = None) -> dict:
     """The weighted mean of each floating-point tensor over ``states`` (equal weights where
     ``weights`` is None; they are normalised to sum 1); counters (integers) from the first."""
     weights = [1.0] * len(states) if weights is None else weights
-    if len(weights) != len(states) or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError("one weight a state, none negative, not all zero")
     shares = [w / sum(weights) for w in weights]
     return {key: sum(share * s[key].float() for share, s in zip(shares, states)).to(value.dtype)
             if value.is_floating_point() else value for key, value in states[0].items()}
@@ -45,6 +44,10 @@ def main(argv=None) -> int:
     parser.add_argument("--test-list", type=Path, help="a list of faces to score landmark models on")
     parser.add_argument("--out", type=Path, help="write the soup here as a checkpoint")
     args = parser.parse_args(argv)
+    return run_cli(lambda: make_soup(args))
+
+
+def make_soup(args) -> int:
     if args.weights is not None and len(args.weights) != len(args.models):
         raise UsageError(f"--weights: {len(args.weights)} given for {len(args.models)} --models")
     if args.weights is not None and (min(args.weights) < 0 or sum(args.weights) <= 0):
