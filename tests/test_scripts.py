@@ -202,3 +202,9 @@ def test_weight_soup_writes_the_weighted_mean_of_its_models(tmp_path, capsys, mo
     code = runpy.run_path(str(REPO / "docs/experiments/weight_soup.py"))["main"](
         ["--models", "faces", str(out), "--out", str(out)])
     assert code == 2 and "--out" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_weight_soup_names_the_model_that_does_not_fit(capsys):
+    code = runpy.run_path(str(REPO / "docs/experiments/weight_soup.py"))["main"](["--models", "faces", "stage2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stage2.pt is not the first model's kind" in err

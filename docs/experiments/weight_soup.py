@@ -59,7 +59,7 @@ def make_soup(args) -> int:
     out = outputs.check("--out", args.out) if args.out else None
     loaded = [load_model(path, expect_task=None) for path in paths]
     spec = loaded[0].spec
-    for path, model in zip(paths, loaded[1:]):
+    for path, model in zip(paths[1:], loaded[1:]):
         if (model.spec.task, model.spec.num_points, model.spec.config.net, model.spec.config.head) != \
                 (spec.task, spec.num_points, spec.config.net, spec.config.head):
             raise UsageError(f"--models: {path} is not the first model's kind of net, head and points")
