@@ -1,7 +1,8 @@
 import torch
 
 from landmarks.data.augment import (AugmentSettings, ColorJitter, RandomAffine, RandomEdgeCut, RandomHorizontalFlip,
-                                     RandomLowResolution, RandomPatchOcclusion, affine_warp, build_augmentation, hflip)
+                                     RandomErasing, RandomLowResolution, RandomPatchOcclusion,
+                                     affine_warp, build_augmentation, hflip)
 from landmarks.data.scheme import load_scheme
 
 FLIP = load_scheme("course21").flip_permutation
@@ -196,3 +197,20 @@ def test_light_settings_halve_the_geometry_drop_what_covers_or_cuts_and_keep_fli
     assert light.erase == light.occlude == light.lowres == light.edge == 0
     assert (light.flip, light.brightness, light.contrast) == (0.5, 0.2, 0.3)
     assert light.geometric and full.erase == 0.5  # a copy: the run's own settings stay
+
+
+def test_random_erasing_fills_one_rectangle_of_the_chosen_crops_with_noise():
+    image = torch.full((64, 3, 48, 40), 7.0)
+    points = torch.rand(64, 5, 2) * 40
+    erased, same_points = RandomErasing(0.5)(image, points, torch.Generator().manual_seed(1))
+    assert torch.equal(same_points, points) and torch.equal(image, torch.full((64, 3, 48, 40), 7.0))  # input kept
+    changed = (erased != 7.0).any(1)  # [B, H, W]
+    hit = changed.flatten(1).any(1)
+    assert 16 < int(hit.sum()) < 48  # about half the crops
+    for mask in changed[hit]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.float().mean() > 0.99  # one filled rectangle
+        assert 0.02 * 48 * 40 * 0.9 < box.numel() <= 0.2 * 48 * 40 + 48 + 40
+    assert 0 <= float(erased.min()) and float(erased.max()) < 255
+    assert abs(float(erased[~(erased == 7.0)].mean()) - 127.5) < 5  # uniform noise

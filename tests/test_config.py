@@ -114,6 +114,27 @@ def test_simcc_sigma_sets_the_spread_of_the_training_labels(sigma):
     assert abs(float(mean) - 112) < 1e-3 and abs(float(spread) - sigma) < 0.05
 
 
+@pytest.mark.parametrize("sigma", [1.5, 6.0])
+def test_simcc_loss_is_the_cross_entropy_to_the_whole_gaussian_label(sigma):
+    """The loss reads each label where it is not negligible; on every bin it must be the Gaussian
+    normalised over the crop, and the loss the cross entropy to it, points off the crop included."""
+    from landmarks.codecs import build_codec
+
+    codec = build_codec("simcc", 4, simcc_sigma=sigma)
+    shares = torch.tensor([[[0.5, 0.0013], [-0.2, 1.3], [0.999, 0.31], [0.02, 0.7]]])
+    bins = 224
+    centres = torch.arange(bins) + 0.5
+    at = shares.clamp(0.5 / bins, 1 - 0.5 / bins) * bins
+    whole = torch.exp(-0.5 * ((centres - at[..., None]) / sigma) ** 2)
+    whole = whole / whole.sum(-1, keepdim=True)  # [1, 4, 2, bins]
+    label_x, label_y = codec.encode(shares, bins)
+    assert torch.allclose(label_x, whole[..., 0, :], atol=1e-7) and torch.allclose(label_y, whole[..., 1, :], atol=1e-7)
+    torch.manual_seed(0)
+    raw = {"x": torch.randn(1, 4, bins), "y": torch.randn(1, 4, bins)}
+    expected = -(whole[..., 0, :] * raw["x"].log_softmax(-1)).sum(-1) - (whole[..., 1, :] * raw["y"].log_softmax(-1)).sum(-1)
+    assert torch.allclose(codec.loss(raw, shares * 112, 112, None, reduction="none"), expected.mean(-1), atol=1e-5)
+
+
 @pytest.mark.parametrize("weight", [0.5, 2.0])
 def test_simcc_coord_weight_adds_the_point_loss_on_the_decoded_points(weight):
     from landmarks.codecs import build_codec
