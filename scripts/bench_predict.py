@@ -17,7 +17,7 @@ import torch
 
 from landmarks.checkpoint import load_model, resolve_model, shipped_models
 from landmarks.inference.export import export_model
-from landmarks.inference.runtime import median_seconds
+from landmarks.inference.runtime import median_seconds, runtime_session
 from landmarks.net import count_parameters
 
 
@@ -32,9 +32,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
     print(f"{platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}")
     print(f"{'model':10s} {'net':12s} {'params':>9s} {'backend':12s} {'ms/face b1':>11s} {'faces/s b64':>12s}")
@@ -49,7 +46,7 @@ def main(argv=None) -> int:
             onnx_file = export_model(model, loaded.spec, "onnx", Path(tmp) / "m.onnx")
             script_file = export_model(model, loaded.spec, "torchscript", Path(tmp) / "m.pt")
             scripted = torch.jit.optimize_for_inference(torch.jit.load(str(script_file)).eval())
-            session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+            session = runtime_session(onnx_file, args.threads)
             backends = {
                 "eager": lambda x: model(x),
                 "torchscript": lambda x: scripted(x),
