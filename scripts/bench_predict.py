@@ -2,12 +2,17 @@
 
 Per-face latency at batch 1 and throughput at batch 64, on one thread by default.
 
-    python scripts/bench_predict.py [--threads 1] [--models stage1 stage2]
+    python scripts/bench_predict.py [--threads 1] [--models stage1 stage2] [--nodes 8]
+
+``--nodes N`` adds, for each model, the N ONNX Runtime nodes that take most of its time at batch 1,
+with their input and output shapes.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import platform
 import tempfile
 import warnings
@@ -26,6 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="shipped names or checkpoints (default: all shipped)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     parser.add_argument("--repeats", type=int, default=200, help="timed runs at batch 1 (default: 200)")
+    parser.add_argument("--nodes", type=int, default=0, metavar="N",
+                        help="also list the N ONNX Runtime nodes that take most time (default: 0, none)")
     args = parser.parse_args(argv)
     # TorchScript is deprecated but still the fastest backend for some models here; measure it quietly.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
@@ -58,7 +65,26 @@ def main(argv=None) -> int:
                     batch = median_seconds(lambda: run(many), max(args.repeats // 10, 10))
                     print(f"{name:10s} {config.net:12s} {count_parameters(model):9d} {backend:12s} "
                           f"{latency * 1000:11.3f} {64 / batch:12.0f}")
+            if args.nodes:
+                print_slowest_nodes(onnx_file, one.numpy(), args, str(Path(tmp) / "profile"))
     return 0
+
+
+def print_slowest_nodes(onnx_file, one, args, prefix: str) -> None:
+    """The ``args.nodes`` nodes of most time a run at batch 1 (ONNX Runtime's own profile)."""
+    session = runtime_session(onnx_file, args.threads, profile_prefix=prefix)
+    for _ in range(args.repeats):
+        session.run(None, {"image": one})
+    with open(session.end_profiling()) as handle:
+        events = [e for e in json.load(handle) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    micros, shapes = collections.Counter(), {}
+    for event in events:
+        key = (event["args"].get("op_name", "?"), event["name"][:-len("_kernel_time")])
+        micros[key] += event["dur"] / args.repeats
+        shapes[key] = [list(t.values())[0] for t in event["args"].get("input_type_shape", [])[:2]]
+    total = sum(micros.values())
+    for (op, node), us in micros.most_common(args.nodes):
+        print(f"  {us:8.1f} us {us / total:6.1%}  {op:10s} {node[:36]:36s} inputs {shapes[(op, node)]}")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,14 @@ def numbers(line: str) -> list[float]:
 
 
 def test_bench_predict_times_each_backend(capsys, monkeypatch):
-    code, out = run_script("scripts/bench_predict.py", ["--models", "stage1", "--repeats", "5"], capsys, monkeypatch)
+    code, out = run_script("scripts/bench_predict.py", ["--models", "stage1", "--repeats", "5", "--nodes", "3"],
+                           capsys, monkeypatch)
     rows = {line.split()[3]: numbers(line) for line in out.splitlines() if line.startswith("stage1 ")}
     assert code == 0 and {"eager", "torchscript"} <= set(rows)
     assert all(row[-2] > 0 and row[-1] > 0 for row in rows.values())  # ms a face, faces a second
+    nodes = [line.split() for line in out.splitlines() if line.startswith("  ") and " us " in line]
+    assert len(nodes) == 3 and all(float(n[0]) > 0 for n in nodes)
+    assert float(nodes[0][0]) >= float(nodes[-1][0]) and any(n[3] == "Conv" for n in nodes)  # slowest first
 
 
 def test_bench_designs_compares_the_cascade_with_the_single_shot_detector(capsys, monkeypatch):

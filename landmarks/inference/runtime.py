@@ -53,7 +53,7 @@ def choose_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def runtime_session(model, threads: int | None = None):
+def runtime_session(model, threads: int | None = None, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session for ``model`` (a file's path or the ONNX bytes) on ``threads``
     (default: PyTorch's), its threads kept from spinning: threads that spin after a run take the
     cores from the picture's next steps (on 2 cores the pipeline ran 2-3x slower)."""
@@ -62,6 +62,9 @@ def runtime_session(model, threads: int | None = None):
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:  # each node's time, written by end_profiling() (bench_predict.py --nodes)
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                         providers=["CPUExecutionProvider"])
 
