@@ -5,7 +5,7 @@ Per-face latency at batch 1 and throughput at batch 64, on one thread by default
     python scripts/bench_predict.py [--threads 1] [--models stage1 stage2] [--nodes 8]
 
 ``--nodes N`` adds, for each model, the N ONNX Runtime nodes that take most of its time at batch 1,
-with their input and output shapes.
+with the shapes of their first two inputs.
 """
 
 from __future__ import annotations
