@@ -112,12 +112,16 @@ def _grey_to_colour_fits(stored: torch.Tensor, wanted: torch.Tensor) -> bool:
             and stored.shape[0] == wanted.shape[0] and stored.shape[2:] == wanted.shape[2:])
 
 
-def without_subnormals(weights: dict) -> dict:
-    """``weights`` with float values too small for a normal float32 (under 1.2e-38) set to 0.
-    Weights that decay towards 0 end up there (the attention's output layer, started at 0, under
-    weight decay); on many CPUs each product with one takes a slow path, which made a 300-W model
-    twice as slow. As numbers they are zero in all but name."""
-    return {key: value.masked_fill(value.abs() < torch.finfo(value.dtype).tiny, 0)
+NEGLIGIBLE_WEIGHT = 1e-20  # under float32's resolution of any sum it joins, at any activation under 1e10
+
+
+def without_negligible(weights: dict) -> dict:
+    """``weights`` with float values under ``NEGLIGIBLE_WEIGHT`` in size set to 0. Weights that decay
+    towards 0 end up there (the attention's output layer, started at 0, under weight decay). Those
+    under float32's normal range (1.2e-38), and those just above it whose products with the
+    activations fall under it, take the slow path of many CPUs: each made a 300-W model 2-4 times
+    as slow. As numbers they are zero in all but name."""
+    return {key: value.masked_fill(value.abs() < NEGLIGIBLE_WEIGHT, 0)
             if value.is_floating_point() else value for key, value in weights.items()}
 
 
@@ -153,7 +157,7 @@ def load_model(path, expect_task: str | None = "landmarks", spec_change=None) ->
     if spec_change is not None:
         spec = spec_change(spec)
     net = spec.build()
-    weights = without_subnormals(payload["model"])
+    weights = without_negligible(payload["model"])
     if spec is stored:
         try:
             net.load_state_dict(weights)

@@ -117,16 +117,17 @@ def test_median_seconds_times_each_call_after_the_warm_up(monkeypatch):
     assert len(calls) == 44  # the default warm-up: a tenth of the repeats (at least 3)
 
 
-def test_subnormal_weights_load_as_zero(tmp_path):
-    """Weights under float32's normal range (decayed towards 0) would take the CPU's slow path."""
+def test_negligible_weights_load_as_zero(tmp_path):
+    """Weights under float32's normal range, or near enough that their products fall under it
+    (decayed towards 0), would take the CPU's slow path."""
     from landmarks.checkpoint import load_model, resolve_model, save_checkpoint
 
     shipped = load_model(resolve_model("stage1"))
     weight = next(p for p in shipped.net.parameters() if p.dim() > 1)
     with torch.no_grad():
-        weight.view(-1)[:3] = torch.tensor([1e-40, -3e-39, 1e-30])  # two subnormal, one small but normal
+        weight.view(-1)[:4] = torch.tensor([1e-40, -3e-39, 1.3e-38, 1e-15])  # subnormal twice, tiny, small
     save_checkpoint(tmp_path / "m.pt", shipped.net, shipped.spec)
     loaded = dict(load_model(tmp_path / "m.pt").net.named_parameters())
     name = next(n for n, p in shipped.net.named_parameters() if p is weight)
-    assert loaded[name].view(-1)[:3].tolist() == [0.0, 0.0, pytest.approx(1e-30)]
-    assert torch.equal(loaded[name].view(-1)[3:], weight.view(-1)[3:])
+    assert loaded[name].view(-1)[:4].tolist() == [0.0, 0.0, 0.0, pytest.approx(1e-15)]
+    assert torch.equal(loaded[name].view(-1)[4:], weight.view(-1)[4:])
