@@ -83,9 +83,16 @@ def test_the_300w_recipe_runs_one_pass_a_face_whatever_it_starts_from():
     args = build_parser().parse_args(["--phase", "finetune", "--config", str(recipe)])
     for start in (Config(test_flip=True), Config(test_flip=False)):
         config = training_config(args, start)
-        assert config.test_flip is False and config.input_size == 192 and config.head == "simcc_gau"
+        assert config.test_flip is False and config.input_size == 128 and config.head == "simcc_gau"
     flipped = build_parser().parse_args(["--phase", "finetune", "--config", str(recipe), "--test-flip"])
     assert training_config(flipped, Config()).test_flip is True  # the flag still rules
+
+
+def test_the_192_px_recipe_is_the_300w_recipe_at_192_px():
+    recipe = load_config_file(CONFIGS / "300w.toml")
+    larger = load_config_file(CONFIGS / "300w-192.toml")
+    assert larger.input_size == 192 and recipe.input_size == 128
+    assert dataclasses.replace(larger, input_size=128) == recipe
 
 
 @pytest.mark.parametrize("values, message", [
