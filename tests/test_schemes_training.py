@@ -68,6 +68,9 @@ def test_finetune_across_schemes_keeps_the_trunk_and_grows_a_new_head(sample_lis
     assert code == 2 and "pass --scheme five (a new landmark head)" in err  # lists of another scheme
     assert main(args + ["--run-name", "to5", "--scheme", "five"]) == 0
     result = load_model(tmp_path / "runs" / "to5" / "last.pt")
+    assert main(args + ["--run-name", "to5-again", "--scheme", "five"]) == 0  # the new head drawn from the seed
+    again = load_model(tmp_path / "runs" / "to5-again" / "last.pt").net.state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in result.net.state_dict().items())
     assert result.spec.scheme.name == "five" and result.net.ip3.out_features == 10
     for name in ("conv1_1", "conv4_2", "ip1", "ip2"):  # the trunk came over and stayed (frozen)
         for a, b in zip(getattr(source.net, name).parameters(), getattr(result.net, name).parameters()):

@@ -223,6 +223,7 @@ def prepare_landmarks(job: Job, config: Config, model_path: Path | None, ranks: 
     spec = training_spec(config, train_data)
     loaded = None
     if model_path is not None:
+        torch.manual_seed(spec.config.seed)  # a finetune's new layers are drawn here
         loaded = load_model(model_path, spec_change=lambda old: finetune_spec(old, spec))
         if loaded.new_layers:
             heads = sorted({name.split(".")[0] for name in loaded.new_layers})
