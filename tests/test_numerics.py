@@ -1,4 +1,10 @@
-"""Numerical safety: a NaN loss stops the run and keeps the last good checkpoint."""
+"""Numerical safety: a NaN loss stops the run and keeps the last good checkpoint; numbers under
+float32's normal range do not slow training."""
+
+import platform
+
+import pytest
+import torch
 
 from landmarks.checkpoint import read_checkpoint
 from landmarks.detector import main
@@ -40,3 +46,19 @@ def test_plain_sgd_on_the_stage1_net_diverges_without_clipping_and_trains_with_i
     header = history[0].split(",")
     losses = [float(line.split(",")[header.index("train_loss")]) for line in history[1:]]
     assert losses[-1] < losses[0] / 2
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="flush-to-zero is an x86 setting here")
+def test_training_counts_numbers_under_the_normal_range_as_zero(tmp_path, sample_lists, monkeypatch):
+    # Weights decayed under float32's normal range took each epoch onto the CPU's slow path.
+    from landmarks.train import run
+    real_fit, seen = run.fit, []
+
+    def fit_and_look(*args, **kwargs):
+        seen.append(float(torch.tensor([1e-39]) * 2))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(run, "fit", fit_and_look)
+    assert main(train_args(sample_lists, tmp_path, "flush", "--epochs", "1", "--max-steps", "1")) == 0
+    assert seen == [0.0]
+    assert float(torch.tensor([1e-39]) * 2) == pytest.approx(2e-39)  # PyTorch's default again afterwards

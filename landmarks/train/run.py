@@ -32,7 +32,7 @@ from ..spec import ModelSpec, check_list_for, finetune_spec, spec_from_dict, tra
 from .distill import teacher_points
 from .reports import ced_chart, failure_report
 from .loop import fit
-from .runtime import Distributed, init_distributed, keep_freed_memory, resolve_device
+from .runtime import Distributed, denormals_flushed, init_distributed, keep_freed_memory, resolve_device
 from .tasks import FaceTask, LandmarkTask, threshold_sweep
 
 log = logging.getLogger("landmarks")
@@ -165,6 +165,7 @@ def finetune_base(model: str) -> tuple[Path, Config]:
                                            lr=old.config.learning_rate / 10, expand=None)
 
 
+@denormals_flushed()
 def train(job: Job, config: Config, outputs: Outputs, *, model_path: Path | None = None,
           resume: Path | None = None, frozen_layers: str = "") -> int:
     """A training run (``model_path``: finetune from it; ``resume``: go on in that run folder)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,25 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 256 << 20) and mallopt(m_trim_threshold, 256 << 20))
+
+
+@contextmanager
+def denormals_flushed():
+    """Within it, float results and inputs under float32's normal range (1.2e-38) count as 0 on
+    the CPU, where each such number takes a slow path of a hundred cycles or more.
+
+    Weights the net stops using decay towards 0 under the L2 term, Adam's moments with them;
+    once under the normal range every product with them takes that path: a 68-point run's
+    epochs went from 10 s to 29 s over 106 epochs as its attention layer's weights sank
+    (docs/300w.md, *Training time*). The setting belongs to each thread, and PyTorch's worker
+    threads take it from the thread that starts them: entered before the first parallel
+    operation, it reaches them all. Off again on the way out, PyTorch's default.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def resolve_device(name: str) -> torch.device:
